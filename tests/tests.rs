@@ -1,0 +1,1 @@
+//! Integration tests of the `kidbench` binary; one test binary (see Cargo.toml).
