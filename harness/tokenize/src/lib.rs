@@ -9,7 +9,7 @@
 //!   The special tokens `<pad>`, `<s>`, `</s>`, `<mask>` get the fixed ids 0, 1, 2, 3.
 //! * [`SqlTokenizer::load`] loads either a tokenizer saved by [`SqlTokenizer::save`] or a
 //!   Hugging Face model directory (`tokenizer.json` plus the optional sidecar files), resolving
-//!   the special tokens with the policy documented in [`hf`](crate::SqlTokenizer::load).
+//!   the special tokens with the policy documented on [`SqlTokenizer::load`].
 //! * [`SqlTokenizer::encode_pair`] / [`SqlTokenizer::encode_prompt`] build model inputs;
 //!   [`SqlTokenizer::decode`] turns generated ids back into SQL.
 //! * [`check_compatible`] verifies that a student and a teacher share one vocabulary, which
@@ -203,6 +203,8 @@ impl SqlTokenizer {
             )));
         }
         // Split every text around special-token strings so that no merge can ever spell one.
+        // (The GPT-2 pre-tokenizer already separates `<`, letters and `>`; the split keeps the
+        // guarantee independent of that regex.)
         let mut pieces: Vec<String> = Vec::new();
         for text in texts {
             split_around(text, &specials, &mut pieces);

@@ -246,34 +246,40 @@ fn tampered_meta_is_reported_with_its_file() {
     assert!(msg.contains("pad and eos share id 0"), "{msg}");
 }
 
-/// Not a timing test: prints the average token counts for the lead's report.
+/// Not a timing test: prints average token counts (held-out half of the corpus) for the
+/// lead's report. Run with `-- --nocapture` to see them.
 #[test]
 fn report_average_lengths() {
     let texts = corpus();
-    for vocab in [512, 1024, 4096] {
-        let tok = SqlTokenizer::train(texts.iter().map(String::as_str), vocab).expect("train");
-        let (mut sql_tok, mut sql_n, mut sql_bytes) = (0usize, 0usize, 0usize);
-        let (mut pr_tok, mut pr_n, mut pr_bytes) = (0usize, 0usize, 0usize);
-        for t in &texts {
+    let train: Vec<&str> = texts.iter().step_by(2).map(String::as_str).collect();
+    let held_out: Vec<&str> = texts
+        .iter()
+        .skip(1)
+        .step_by(2)
+        .map(String::as_str)
+        .collect();
+    for vocab in [300, 400, 1024] {
+        let tok = SqlTokenizer::train(train.iter().copied(), vocab).expect("train");
+        let (mut sql, mut prompt) = ((0usize, 0usize, 0usize), (0usize, 0usize, 0usize));
+        for t in &held_out {
             let n = tok.encode(t).expect("encode").len();
-            if t.to_ascii_uppercase().starts_with("SELECT") {
-                sql_tok += n;
-                sql_n += 1;
-                sql_bytes += t.len();
+            let acc = if t.to_ascii_uppercase().starts_with("SELECT") {
+                &mut sql
             } else {
-                pr_tok += n;
-                pr_n += 1;
-                pr_bytes += t.len();
-            }
+                &mut prompt
+            };
+            acc.0 += n;
+            acc.1 += 1;
+            acc.2 += t.len();
         }
-        assert!(sql_n > 0 && pr_n > 0);
+        assert!(sql.1 > 0 && prompt.1 > 0);
         println!(
             "vocab {vocab} (actual {}): SQL {:.1} tokens avg ({:.2} bytes/token), prompts {:.1} tokens avg ({:.2} bytes/token)",
             tok.vocab_size(),
-            sql_tok as f64 / sql_n as f64,
-            sql_bytes as f64 / sql_tok as f64,
-            pr_tok as f64 / pr_n as f64,
-            pr_bytes as f64 / pr_tok as f64,
+            sql.0 as f64 / sql.1 as f64,
+            sql.2 as f64 / sql.0 as f64,
+            prompt.0 as f64 / prompt.1 as f64,
+            prompt.2 as f64 / prompt.0 as f64,
         );
     }
 }
