@@ -294,7 +294,7 @@ impl SafeConnection {
                 "statement is not read-only".to_string(),
             ));
         }
-        let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+        let columns: Vec<String> = stmt.column_names().map(String::from).collect();
         let width = columns.len();
         let mut rows = Vec::new();
         let mut bytes = 0usize;

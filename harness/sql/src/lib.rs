@@ -8,7 +8,9 @@
 //! - [`schema`] and [`prompt`]: Spider `tables.json` schemas and the CodeS database prompt.
 //! - [`benchmark`]: the benchmark registry (`benchmarks/*.toml`) and Spider/BIRD file loaders.
 
+pub mod compare;
 pub mod exec;
+pub mod normalize;
 pub mod value;
 
 pub use value::{ResultSet, Value};
