@@ -10,7 +10,14 @@ use kidbench_sql::eval::{evaluate, spider_db_path, summarize, EvalOptions, Pair}
 fn spider_dir() -> PathBuf {
     let candidates: Vec<PathBuf> = match std::env::var_os("KIDBENCH_DATA") {
         Some(d) => vec![PathBuf::from(&d).join("spider"), PathBuf::from(d)],
-        None => vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/spider")],
+        // Beside the checkout; one level further up for a checkout in a worktree folder.
+        None => [
+            "../../../shared/data/spider",
+            "../../../../shared/data/spider",
+        ]
+        .iter()
+        .map(|rel| Path::new(env!("CARGO_MANIFEST_DIR")).join(rel))
+        .collect(),
     };
     candidates
         .iter()

@@ -474,11 +474,19 @@ mod prop {
     }
 }
 
-/// `<checkout>/../shared/data/spider`, or `$KIDBENCH_DATA/spider` (or `$KIDBENCH_DATA` itself).
+/// `$KIDBENCH_DATA/spider` (or `$KIDBENCH_DATA` itself) when set, else `<checkout>/../shared/data/spider`
+/// (or `<checkout>/../../shared/data/spider` for worktrees). Panics naming the paths when absent.
 pub fn spider_dir() -> PathBuf {
     let candidates: Vec<PathBuf> = match std::env::var_os("KIDBENCH_DATA") {
         Some(d) => vec![PathBuf::from(&d).join("spider"), PathBuf::from(d)],
-        None => vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/spider")],
+        // Beside the checkout; one level further up for a checkout in a worktree folder.
+        None => [
+            "../../../shared/data/spider",
+            "../../../../shared/data/spider",
+        ]
+        .iter()
+        .map(|rel| Path::new(env!("CARGO_MANIFEST_DIR")).join(rel))
+        .collect(),
     };
     for c in &candidates {
         if c.join("dev_gold.sql").is_file() {
