@@ -8,6 +8,7 @@
 //! - [`schema`] and [`prompt`]: Spider `tables.json` schemas and the CodeS database prompt.
 //! - [`benchmark`]: the benchmark registry (`benchmarks/*.toml`) and Spider/BIRD file loaders.
 
+pub mod hardness;
 pub mod schema;
 pub mod value;
 
