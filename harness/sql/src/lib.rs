@@ -9,6 +9,7 @@
 //! - [`benchmark`]: the benchmark registry (`benchmarks/*.toml`) and Spider/BIRD file loaders.
 
 pub mod hardness;
+pub mod prompt;
 pub mod schema;
 pub mod value;
 
