@@ -1172,7 +1172,8 @@ fn like_prefix(db: &Db, rng: &mut ChaCha8Rng) -> Option<Cand> {
         return None;
     };
     let w = s.split(' ').next()?.to_owned();
-    if w.len() < 2 || !w.chars().all(char::is_alphanumeric) {
+    // "The ..." / "Port of ..." prefixes match (almost) every row of their table.
+    if w.len() < 2 || !w.chars().all(char::is_alphanumeric) || w == "The" || w == "Port" {
         return None;
     }
     let mut q = Query::select(vec![Expr::col(cname(db, t, l))], tname(db, t));
