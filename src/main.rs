@@ -1,5 +1,9 @@
 //! The `kidbench` command line.
 
+mod eval_cmd;
+mod paths;
+mod synth_cmd;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -14,9 +18,20 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Score predictions by executing them (EX), from a benchmark or a pairs file.
+    Eval(eval_cmd::EvalArgs),
+    /// Generate the embedded `synth` benchmark (deterministic from a seed).
+    Synth(synth_cmd::SynthArgs),
+    /// List the known benchmarks and whether their files are present.
+    Benchmarks(synth_cmd::BenchmarksArgs),
+}
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match &cli.command {
+        Command::Eval(a) => eval_cmd::run(a),
+        Command::Synth(a) => synth_cmd::run(a),
+        Command::Benchmarks(a) => synth_cmd::list(a),
+    }
 }

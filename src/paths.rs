@@ -28,7 +28,10 @@ impl DataArgs {
     pub fn roots(&self) -> Roots {
         let repo = repo_dir();
         let data = self.data_dir.clone().unwrap_or_else(|| {
-            let candidates = [repo.join("data"), repo.join("..").join("shared").join("data")];
+            let candidates = [
+                repo.join("data"),
+                repo.join("..").join("shared").join("data"),
+            ];
             candidates
                 .iter()
                 .find(|p| p.is_dir())

@@ -1,1 +1,6 @@
 //! Integration tests of the `kidbench` binary; one test binary (see Cargo.toml).
+
+mod util;
+
+mod cli_eval;
+mod synth_check;

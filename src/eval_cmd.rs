@@ -1,0 +1,412 @@
+//! `kidbench eval`: score predictions by execution, from a benchmark or from a pairs file.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use kidbench_sql::benchmark::{find_database, Benchmark, Example, Split};
+use kidbench_sql::compare::CompareMode;
+use kidbench_sql::eval::{evaluate, summarize, EvalOptions, Pair, Summary, Verdict};
+use kidbench_sql::exec::ExecOptions;
+use kidbench_sql::hardness::{classify, Hardness};
+
+use crate::paths::{shown, DataArgs};
+
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    /// Benchmark whose questions the predictions answer (see `kidbench benchmarks`).
+    #[arg(long, conflicts_with = "pairs")]
+    pub benchmark: Option<String>,
+    /// Predictions: one SQL per line, in the benchmark's order (text after a tab is ignored).
+    #[arg(long, requires = "benchmark")]
+    pub pred: Option<PathBuf>,
+    /// JSONL pairs: each line has at least {"id", "db_id", "gold", "pred"}.
+    #[arg(long, requires = "db_dir")]
+    pub pairs: Option<PathBuf>,
+    /// With --pairs: databases are `DIR/<db_id>/<db_id>.sqlite`.
+    #[arg(long)]
+    pub db_dir: Option<PathBuf>,
+    /// Comparison rule; default: the benchmark's (test-suite for Spider, bird for BIRD).
+    #[arg(long)]
+    pub mode: Option<CompareMode>,
+    /// Keep DISTINCT in both queries (test-suite mode removes it by default, like the reference).
+    #[arg(long)]
+    pub keep_distinct: bool,
+    /// Per-query timeout in seconds; a query still running then is interrupted and scores 0.
+    #[arg(long, default_value_t = 30.0)]
+    pub timeout: f64,
+    /// Per-example JSONL output (verdict, cause, hardness, result previews, milliseconds).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Which split of the benchmark the predictions answer.
+    #[arg(long, default_value = "dev", value_parser = ["dev", "train"])]
+    pub split: String,
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+/// One output line: what other tools read back.
+#[derive(serde::Serialize)]
+struct Record<'a> {
+    id: serde_json::Value,
+    db_id: &'a str,
+    #[serde(rename = "match")]
+    matched: bool,
+    cause: Option<&'static str>,
+    hardness: Option<&'a str>,
+    ms: f64,
+    gold_cause: Option<&'static str>,
+    error: Option<&'a str>,
+    gold_error: Option<&'a str>,
+    pred: &'a str,
+    gold: &'a str,
+    gold_preview: &'a [Vec<String>],
+    pred_preview: &'a [Vec<String>],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    difficulty: Option<&'a str>,
+}
+
+fn record<'a>(
+    id: serde_json::Value,
+    pair: &'a Pair,
+    v: &'a Verdict,
+    difficulty: Option<&'a str>,
+) -> Record<'a> {
+    Record {
+        id,
+        db_id: &v.db_id,
+        matched: v.matched,
+        cause: v.cause.map(|c| c.as_str()),
+        hardness: v.hardness.as_deref(),
+        ms: (v.ms * 1000.0).round() / 1000.0,
+        gold_cause: v.gold_cause.map(|c| c.as_str()),
+        error: v.error.as_deref(),
+        gold_error: v.gold_error.as_deref(),
+        pred: &pair.pred,
+        gold: &pair.gold,
+        gold_preview: &v.gold_preview,
+        pred_preview: &v.pred_preview,
+        difficulty,
+    }
+}
+
+pub fn options(mode: CompareMode, keep_distinct: bool, timeout_s: f64) -> Result<EvalOptions> {
+    if !(timeout_s.is_finite() && timeout_s > 0.0) {
+        bail!("--timeout must be a positive number of seconds, got {timeout_s}");
+    }
+    Ok(EvalOptions {
+        mode,
+        keep_distinct,
+        exec: ExecOptions {
+            timeout: Duration::from_secs_f64(timeout_s),
+            ..ExecOptions::default()
+        },
+        ..EvalOptions::default()
+    })
+}
+
+/// Hardness of a gold query as a label; `unknown` when it does not parse.
+pub fn hardness_label(gold: &str) -> String {
+    classify(gold).map_or_else(|_| "unknown".to_string(), |h| h.to_string())
+}
+
+/// Evaluates in slices so a progress bar can move; each slice is parallel inside.
+pub fn evaluate_with_progress<R>(pairs: &[Pair], resolve: R, opts: &EvalOptions) -> Vec<Verdict>
+where
+    R: Fn(&str) -> PathBuf + Sync,
+{
+    let bar = if pairs.len() >= 2000 {
+        let b = ProgressBar::new(pairs.len() as u64);
+        b.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} pairs, {per_sec}, eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut out = Vec::with_capacity(pairs.len());
+    for slice in pairs.chunks(1024) {
+        out.extend(evaluate(slice, &resolve, opts));
+        bar.inc(slice.len() as u64);
+    }
+    bar.finish_and_clear();
+    out
+}
+
+pub fn run(args: &EvalArgs) -> Result<()> {
+    if let Some(pairs) = &args.pairs {
+        let db_dir = args.db_dir.as_deref().context("--pairs needs --db-dir")?;
+        return eval_pairs(args, pairs, db_dir);
+    }
+    let Some(name) = &args.benchmark else {
+        bail!("give --benchmark NAME --pred FILE, or --pairs FILE --db-dir DIR");
+    };
+    let pred = args
+        .pred
+        .as_deref()
+        .context("--benchmark needs --pred FILE (one SQL per line)")?;
+    let split = if args.split == "train" {
+        Split::Train
+    } else {
+        Split::Dev
+    };
+    let bench = crate::synth_cmd::open_benchmark(&args.data, name)?;
+    eval_benchmark(args, &bench, split, pred)
+}
+
+fn read_predictions(path: &Path) -> Result<Vec<String>> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot open predictions file {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
+        let line = line.with_context(|| format!("reading {} line {}", path.display(), i + 1))?;
+        // Invalid UTF-8 is model output like any other: decode leniently, let SQLite judge it.
+        let text = String::from_utf8_lossy(&line);
+        let text = text.strip_suffix('\r').unwrap_or(&text);
+        let sql = text.split('\t').next().unwrap_or("").trim();
+        out.push(sql.to_string());
+    }
+    Ok(out)
+}
+
+fn eval_benchmark(args: &EvalArgs, bench: &Benchmark, split: Split, pred: &Path) -> Result<()> {
+    let examples = bench.examples(split)?;
+    let preds = read_predictions(pred)?;
+    if preds.len() != examples.len() {
+        bail!(
+            "{} has {} predictions but benchmark '{}' ({split}) has {} questions: one SQL per line, in order",
+            pred.display(),
+            preds.len(),
+            bench.name(),
+            examples.len()
+        );
+    }
+    let mode = args.mode.unwrap_or(bench.spec.compare);
+    let opts = options(mode, args.keep_distinct, args.timeout)?;
+    let pairs: Vec<Pair> = examples
+        .iter()
+        .zip(&preds)
+        .map(|(e, p)| Pair {
+            id: e.index.to_string(),
+            db_id: e.db_id.clone(),
+            gold: e.query.clone(),
+            pred: p.clone(),
+        })
+        .collect();
+    let dirs = bench.database_dirs(split);
+    let start = Instant::now();
+    let mut verdicts = evaluate_with_progress(
+        &pairs,
+        |db| {
+            find_database(&dirs, db)
+                .unwrap_or_else(|| dirs[0].join(db).join(format!("{db}.sqlite")))
+        },
+        &opts,
+    );
+    let wall = start.elapsed();
+    for (v, e) in verdicts.iter_mut().zip(&examples) {
+        v.hardness = Some(hardness_label(&e.query));
+    }
+    if let Some(out) = &args.out {
+        write_records(
+            out,
+            pairs
+                .iter()
+                .zip(&verdicts)
+                .zip(&examples)
+                .map(|((p, v), e)| {
+                    record(
+                        serde_json::Value::from(e.index),
+                        p,
+                        v,
+                        e.difficulty.as_deref(),
+                    )
+                }),
+        )?;
+    }
+    let summary = summarize(&verdicts);
+    print_report(
+        &format!("{} ({split}), mode {}", bench.name(), mode.as_str()),
+        &summary,
+        &verdicts,
+        wall,
+    );
+    print_difficulty(&examples, &verdicts);
+    Ok(())
+}
+
+fn eval_pairs(args: &EvalArgs, path: &Path, db_dir: &Path) -> Result<()> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot open pairs file {}", path.display()))?;
+    let mut ids = Vec::new();
+    let mut pairs = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("reading {} line {}", path.display(), i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .with_context(|| format!("{} line {}: not JSON", path.display(), i + 1))?;
+        let field = |k: &str| -> Result<String> {
+            match v.get(k) {
+                Some(serde_json::Value::String(s)) => Ok(s.clone()),
+                Some(serde_json::Value::Null) | None if k == "pred" => Ok(String::new()),
+                Some(other) if k == "id" => Ok(other.to_string()),
+                _ => bail!(
+                    "{} line {}: missing string field \"{k}\"",
+                    path.display(),
+                    i + 1
+                ),
+            }
+        };
+        ids.push(v.get("id").cloned().unwrap_or(serde_json::Value::Null));
+        pairs.push(Pair {
+            id: field("id")?,
+            db_id: field("db_id")?,
+            gold: field("gold")?,
+            pred: field("pred")?,
+        });
+    }
+    let opts = options(
+        args.mode.unwrap_or_default(),
+        args.keep_distinct,
+        args.timeout,
+    )?;
+    let start = Instant::now();
+    let mut verdicts = evaluate_with_progress(
+        &pairs,
+        |db| {
+            find_database(&[db_dir.to_path_buf()], db)
+                .unwrap_or_else(|| db_dir.join(db).join(format!("{db}.sqlite")))
+        },
+        &opts,
+    );
+    let wall = start.elapsed();
+    for (v, p) in verdicts.iter_mut().zip(&pairs) {
+        v.hardness = Some(hardness_label(&p.gold));
+    }
+    if let Some(out) = &args.out {
+        write_records(
+            out,
+            ids.into_iter()
+                .zip(&pairs)
+                .zip(&verdicts)
+                .map(|((id, p), v)| record(id, p, v, None)),
+        )?;
+    }
+    let summary = summarize(&verdicts);
+    print_report(
+        &format!(
+            "{} (db dir {}), mode {}",
+            path.display(),
+            shown(db_dir),
+            opts.mode.as_str()
+        ),
+        &summary,
+        &verdicts,
+        wall,
+    );
+    Ok(())
+}
+
+fn write_records<'a>(path: &Path, records: impl Iterator<Item = Record<'a>>) -> Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let tmp = path.with_extension("jsonl.partial");
+    let file =
+        std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    let mut w = BufWriter::new(file);
+    for r in records {
+        serde_json::to_writer(&mut w, &r)?;
+        w.write_all(b"\n")?;
+    }
+    w.flush()
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    drop(w);
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// EX overall and per hardness, coverage and failure causes.
+pub fn print_report(title: &str, s: &Summary, verdicts: &[Verdict], wall: Duration) {
+    println!("{title}");
+    let mut missing: BTreeMap<&str, usize> = BTreeMap::new();
+    for v in verdicts.iter().filter(|v| v.skipped()) {
+        *missing.entry(v.db_id.as_str()).or_insert(0) += 1;
+    }
+    if s.skipped_missing_database > 0 {
+        let list: Vec<String> = missing.iter().map(|(d, n)| format!("{d}: {n}")).collect();
+        println!(
+            "  skipped {} of {} questions: database file missing ({})",
+            s.skipped_missing_database,
+            s.total,
+            list.join(", ")
+        );
+    }
+    let mut levels: Vec<String> = Hardness::ALL.iter().map(|h| h.to_string()).collect();
+    if s.by_hardness.contains_key("unknown") {
+        levels.push("unknown".into());
+    }
+    print!("  {:<10}", "");
+    for l in &levels {
+        print!("{l:>9}");
+    }
+    println!("{:>9}", "all");
+    print!("  {:<10}", "count");
+    for l in &levels {
+        print!("{:>9}", s.by_hardness.get(l).map_or(0, |c| c.0));
+    }
+    println!("{:>9}", s.evaluated);
+    print!("  {:<10}", "EX %");
+    for l in &levels {
+        match s.by_hardness.get(l) {
+            Some(&(n, m)) if n > 0 => print!("{:>9.1}", 100.0 * m as f64 / n as f64),
+            _ => print!("{:>9}", "-"),
+        }
+    }
+    println!("{:>9.1}", 100.0 * s.ex);
+    println!(
+        "  coverage {:.1}% ({} of {} evaluated), wall {:.2} s",
+        100.0 * s.coverage,
+        s.evaluated,
+        s.total,
+        wall.as_secs_f64()
+    );
+    if !s.causes.is_empty() {
+        let c: Vec<String> = s.causes.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        println!("  prediction failures: {}", c.join(", "));
+    }
+    if !s.gold_causes.is_empty() {
+        let c: Vec<String> = s
+            .gold_causes
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        println!("  gold failures (scored 0): {}", c.join(", "));
+    }
+}
+
+/// BIRD's own levels (simple/moderate/challenging), when the benchmark carries them.
+fn print_difficulty(examples: &[Example], verdicts: &[Verdict]) {
+    let mut by: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for (e, v) in examples.iter().zip(verdicts) {
+        if let (Some(d), false) = (e.difficulty.as_deref(), v.skipped()) {
+            let c = by.entry(d).or_insert((0, 0));
+            c.0 += 1;
+            c.1 += usize::from(v.matched);
+        }
+    }
+    if !by.is_empty() {
+        let parts: Vec<String> = by
+            .iter()
+            .map(|(d, (n, m))| format!("{d} {:.1}% of {n}", 100.0 * *m as f64 / *n as f64))
+            .collect();
+        println!("  by difficulty: {}", parts.join(", "));
+    }
+}
