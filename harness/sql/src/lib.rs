@@ -11,7 +11,9 @@
 pub mod benchmark;
 pub mod compare;
 pub mod exec;
+pub mod hardness;
 pub mod normalize;
+pub mod schema;
 pub mod value;
 
 pub use value::{ResultSet, Value};
