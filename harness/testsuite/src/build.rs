@@ -59,8 +59,8 @@ impl Default for BuildConfig {
         Self {
             per_schema: 10,
             seed: 0,
-            candidates_per_round: 8,
-            max_candidates: 160,
+            candidates_per_round: 32,
+            max_candidates: 1200,
             patience: 3,
             max_neighbours: 60,
             exec: ExecOptions {
@@ -372,6 +372,15 @@ fn error_distinguishes(cause: Cause) -> bool {
     !matches!(cause, Cause::Timeout | Cause::TooLarge)
 }
 
+/// The number in `candidate-<n>.sqlite`.
+fn candidate_number(path: &Path) -> usize {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.strip_prefix("candidate-"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(usize::MAX)
+}
+
 /// Builds one schema into `<out>/.tmp-<db_id>` and renames it to `<out>/<db_id>`.
 fn build_schema(
     s: &SchemaGolds,
@@ -466,6 +475,8 @@ fn build_schema(
     gold_order.sort_unstable();
 
     let mut empty_rounds = 0;
+    // Candidates generated and scored but not kept yet: (file, pairs it told apart).
+    let mut pool: Vec<(PathBuf, Vec<usize>)> = Vec::new();
     while m.databases.len() < cfg.per_schema
         && alive_count > 0
         && m.candidates_tried < cfg.max_candidates
@@ -511,44 +522,51 @@ fn build_schema(
             }
             batch.push((path, told));
         }
-        // Greedy: the candidate telling most still-undistinguished pairs apart, repeatedly.
-        let mut gained = false;
-        let mut used = vec![false; batch.len()];
-        while m.databases.len() < cfg.per_schema {
-            let best = batch
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| !used[*i])
-                .map(|(i, (_, told))| (i, told.iter().filter(|&&p| alive[p]).count()))
-                .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)));
-            let Some((bi, gain)) = best else { break };
-            if gain == 0 {
-                break;
-            }
-            used[bi] = true;
-            gained = true;
-            for &p in &batch[bi].1 {
-                if alive[p] {
-                    alive[p] = false;
-                    alive_count -= 1;
-                    m.distinguished_by_suite += 1;
-                    m.by_kind
-                        .entry(pairs[p].kind.as_str().to_string())
-                        .or_default()
-                        .distinguished += 1;
+        pool.append(&mut batch);
+        // Greedy: keep the candidate (of all generated so far) that tells the most
+        // still-undistinguished pairs apart; drop candidates that no longer tell any apart.
+        let best = pool
+            .iter()
+            .enumerate()
+            .map(|(i, (_, told))| (i, told.iter().filter(|&&p| alive[p]).count()))
+            .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)));
+        let gained = match best {
+            Some((bi, gain)) if gain > 0 => {
+                let (path, told) = pool.swap_remove(bi);
+                for p in told {
+                    if alive[p] {
+                        alive[p] = false;
+                        alive_count -= 1;
+                        m.distinguished_by_suite += 1;
+                        m.by_kind
+                            .entry(pairs[p].kind.as_str().to_string())
+                            .or_default()
+                            .distinguished += 1;
+                    }
                 }
+                let name = format!("{:02}.sqlite", m.databases.len());
+                let dest = tmp.join(&name);
+                std::fs::rename(&path, &dest).map_err(|e| TestsuiteError::io(&dest, e))?;
+                m.databases.push(name);
+                true
             }
-            let name = format!("{:02}.sqlite", m.databases.len());
-            let dest = tmp.join(&name);
-            std::fs::rename(&batch[bi].0, &dest).map_err(|e| TestsuiteError::io(&dest, e))?;
-            m.databases.push(name);
-        }
-        for (i, (path, _)) in batch.iter().enumerate() {
-            if !used[i] {
-                std::fs::remove_file(path).map_err(|e| TestsuiteError::io(path, e))?;
+            _ => false,
+        };
+        let mut keep = Vec::with_capacity(pool.len());
+        for (path, told) in pool.drain(..) {
+            if told.iter().any(|&p| alive[p]) {
+                keep.push((path, told));
+            } else {
+                std::fs::remove_file(&path).map_err(|e| TestsuiteError::io(&path, e))?;
             }
         }
+        pool = keep;
+        // The pool's order must not depend on swap_remove's shuffling: keep generation order.
+        pool.sort_by_key(|(path, _)| candidate_number(path));
         empty_rounds = if gained { 0 } else { empty_rounds + 1 };
+    }
+    for (path, _) in pool.drain(..) {
+        std::fs::remove_file(&path).map_err(|e| TestsuiteError::io(&path, e))?;
     }
 
     for (i, p) in pairs.iter().enumerate() {

@@ -358,7 +358,8 @@ impl DatabaseSpec {
 
     /// Adds literals from the schema's gold queries, as (lower-cased column name, literal) pairs,
     /// to the pools of every column of that name. Numbers also add their neighbours (±1, and
-    /// ±0.5 for reals), so that `>` and `>=` (or `<` and `<=`) select different rows.
+    /// ±0.5 for reals), so that `>` and `>=` (or `<` and `<=`) select different rows; strings
+    /// add one just below (the literal minus its last character) and one just above (plus `a`).
     pub fn add_literals(&mut self, literals: &[(String, Literal)]) {
         let mut by_column: HashMap<&str, Vec<Value>> = HashMap::new();
         for (col, lit) in literals {
@@ -374,16 +375,50 @@ impl DatabaseSpec {
                         entry.push(Value::Real(f + d));
                     }
                 }
-                Literal::Text(_) => entry.push(literal_value(lit)),
+                Literal::Text(t) => {
+                    entry.push(literal_value(lit));
+                    // Strings just below and just above, for `<`/`<=` and `>`/`>=` on text.
+                    let mut below = t.clone();
+                    if below.pop().is_some() {
+                        entry.push(Value::Text(below));
+                    }
+                    entry.push(Value::Text(format!("{t}a")));
+                }
             }
         }
-        for t in &mut self.tables {
-            for c in &mut t.columns {
-                if let Some(extra) = by_column.get(c.name.to_lowercase().as_str()) {
-                    for v in extra {
-                        if !c.pool.iter().any(|p| same_value(p, v)) {
-                            c.pool.push(v.clone());
-                        }
+        // Per column, then shared along foreign keys: a literal compared with a child column
+        // must exist in the parent key too (children draw their values from parent rows), and
+        // one compared with a parent key is useful in its children.
+        let mut extra: Vec<Vec<Vec<Value>>> = self
+            .tables
+            .iter()
+            .map(|t| {
+                t.columns
+                    .iter()
+                    .map(|c| {
+                        by_column
+                            .get(c.name.to_lowercase().as_str())
+                            .cloned()
+                            .unwrap_or_default()
+                    })
+                    .collect()
+            })
+            .collect();
+        for (ti, t) in self.tables.iter().enumerate() {
+            for fk in &t.foreign_keys {
+                for (&c, &pc) in fk.columns.iter().zip(&fk.parent_columns) {
+                    let child = extra[ti][c].clone();
+                    let parent = extra[fk.parent][pc].clone();
+                    extra[fk.parent][pc].extend(child);
+                    extra[ti][c].extend(parent);
+                }
+            }
+        }
+        for (t, extra) in self.tables.iter_mut().zip(extra) {
+            for (c, extra) in t.columns.iter_mut().zip(extra) {
+                for v in extra {
+                    if !c.pool.iter().any(|p| same_value(p, &v)) {
+                        c.pool.push(v);
                     }
                 }
             }
@@ -533,9 +568,18 @@ pub fn generate(spec: &DatabaseSpec, seed: u64, path: &Path) -> Result<(), Tests
         let mut rows: Vec<Vec<Value>> = vec![vec![Value::Null; width]; n];
         for (ci, col) in table.columns.iter().enumerate() {
             if col.primary_key && single_pk {
-                // Distinct values: the pool shuffled, then fresh ones.
-                let mut vals = col.pool.clone();
+                // Distinct values: most gold literals, the original values shuffled, then
+                // fresh ones.
+                let (orig, lits) = col.pool.split_at(col.original_values);
+                let mut vals: Vec<Value> = lits
+                    .iter()
+                    .filter(|_| rng.random_bool(0.7))
+                    .cloned()
+                    .collect();
                 vals.shuffle(&mut rng);
+                let mut rest = orig.to_vec();
+                rest.shuffle(&mut rng);
+                vals.extend(rest);
                 let mut k = 0;
                 while vals.len() < n {
                     vals.push(synthetic(col.kind, &col.name, 100 + k, &mut rng));
@@ -622,8 +666,17 @@ pub fn generate(spec: &DatabaseSpec, seed: u64, path: &Path) -> Result<(), Tests
         );
         let mut stmt = tx.prepare(&sql).map_err(err)?;
         for r in &rows {
-            stmt.execute(rusqlite::params_from_iter(r.iter()))
-                .map_err(err)?;
+            match stmt.execute(rusqlite::params_from_iter(r.iter())) {
+                Ok(_) => {}
+                // A value an `INTEGER PRIMARY KEY` cannot hold: skip the row, like a conflict.
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if matches!(
+                        e.code,
+                        rusqlite::ErrorCode::TypeMismatch
+                            | rusqlite::ErrorCode::ConstraintViolation
+                    ) => {}
+                Err(e) => return Err(err(e)),
+            }
         }
     }
     repair_foreign_keys(spec, &tx).map_err(err)?;

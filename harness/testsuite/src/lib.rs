@@ -83,7 +83,7 @@ pub struct TestsuiteBuildArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Candidate databases tried per schema at most.
-    #[arg(long, default_value_t = 160)]
+    #[arg(long, default_value_t = 1200)]
     pub max_candidates: usize,
     /// Hide the progress bar.
     #[arg(long)]
