@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use crate::compare::CompareMode;
+
 /// Errors of the registry and the loaders; each names the file or benchmark at fault.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -59,19 +61,6 @@ pub enum Location {
     Data,
     /// kidbench's own `databases/` folder (generated benchmarks).
     Databases,
-}
-
-/// How results are compared; see [`crate::compare`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum CompareMode {
-    /// The reference test-suite evaluator of Zhong et al. (2020), what Spider papers report.
-    #[default]
-    TestSuite,
-    /// BIRD's rule: rows as sets, column order significant.
-    Bird,
-    /// Ordered rows, no column permutation.
-    Strict,
 }
 
 /// A dataset split.

@@ -10,10 +10,11 @@ use crate::{ResultSet, Value};
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
 )]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum CompareMode {
     /// Spider test-suite evaluator (Zhong et al., 2020); see [`test_suite_eq`].
     #[default]
+    #[serde(alias = "test_suite")]
     TestSuite,
     /// BIRD: `set(pred_rows) == set(gold_rows)`; order and duplicates ignored, column order
     /// significant, no permutation.
@@ -25,7 +26,7 @@ pub enum CompareMode {
 impl CompareMode {
     pub fn as_str(self) -> &'static str {
         match self {
-            CompareMode::TestSuite => "test_suite",
+            CompareMode::TestSuite => "test-suite",
             CompareMode::Bird => "bird",
             CompareMode::Strict => "strict",
         }
@@ -40,7 +41,7 @@ impl std::str::FromStr for CompareMode {
             "bird" => Ok(CompareMode::Bird),
             "strict" => Ok(CompareMode::Strict),
             other => Err(format!(
-                "unknown comparison mode {other:?} (expected test_suite, bird or strict)"
+                "unknown comparison mode {other:?} (expected test-suite, bird or strict)"
             )),
         }
     }

@@ -10,9 +10,11 @@
 
 pub mod benchmark;
 pub mod compare;
+pub mod eval;
 pub mod exec;
 pub mod hardness;
 pub mod normalize;
+pub mod prompt;
 pub mod schema;
 pub mod value;
 

@@ -338,7 +338,16 @@ fn coarse_type(declared: &str) -> &'static str {
 ///
 /// Foreign keys whose target cannot be resolved (unknown table or column) are skipped.
 pub fn schema_from_sqlite(path: impl AsRef<Path>, db_id: &str) -> Result<Schema, SchemaError> {
-    let path = path.as_ref();
+    read_sqlite_schema(path.as_ref(), db_id, false)
+}
+
+/// [`schema_from_sqlite`], optionally keeping SQLite's internal tables (`sqlite_sequence`), which
+/// some `tables.json` files list.
+pub(crate) fn read_sqlite_schema(
+    path: &Path,
+    db_id: &str,
+    include_internal: bool,
+) -> Result<Schema, SchemaError> {
     let conn = open_read_only(path)?;
     let sql_err = |source| SchemaError::Sqlite {
         path: path.to_owned(),
@@ -348,11 +357,11 @@ pub fn schema_from_sqlite(path: impl AsRef<Path>, db_id: &str) -> Result<Schema,
         let mut stmt = conn
             .prepare(
                 "SELECT name FROM sqlite_master WHERE type = 'table' \
-                 AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY rowid",
+                 AND (?1 OR name NOT LIKE 'sqlite\\_%' ESCAPE '\\') ORDER BY rowid",
             )
             .map_err(sql_err)?;
         let rows = stmt
-            .query_map([], |r| r.get::<_, String>(0))
+            .query_map([include_internal], |r| r.get::<_, String>(0))
             .map_err(sql_err)?;
         rows.collect::<Result<_, _>>().map_err(sql_err)?
     };
