@@ -14,7 +14,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use kidbench_sql::benchmark::{Registry, Roots, Split};
 use kidbench_testsuite::{
-    default_suite_dir, describe_manifest, evaluate_ts, Suite, TestsuiteBuildArgs, TsOptions, TsPair,
+    default_suite_dir, describe_manifest, evaluate_ts, EvalOptions, Pair, Suite, TestsuiteBuildArgs,
 };
 
 #[derive(Parser)]
@@ -56,10 +56,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let bench = registry.open(&benchmark, &roots)?;
             let dir = suite.unwrap_or_else(|| default_suite_dir(&roots.databases, &benchmark));
             let suite = Suite::open(&dir)?;
-            let pairs: Vec<TsPair> = bench
+            let pairs: Vec<Pair> = bench
                 .examples(Split::Dev)?
                 .into_iter()
-                .map(|e| TsPair {
+                .map(|e| Pair {
+                    id: e.index.to_string(),
                     db_id: e.db_id,
                     pred: e.query.clone(),
                     gold: e.query,
@@ -68,14 +69,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let t = Instant::now();
             let r = evaluate_ts(
                 &pairs,
-                |id: &str| bench.database_path(Split::Dev, id),
+                |id: &str| {
+                    bench
+                        .database_path(Split::Dev, id)
+                        .unwrap_or_else(|| roots.data.join("missing").join(id))
+                },
                 Some(&suite),
-                &TsOptions::default(),
+                &EvalOptions::default(),
             );
             let secs = t.elapsed().as_secs_f64();
             let s = &r.summary;
             println!(
-                "{} pairs in {secs:.2}s: EX {}/{} ({:.1}%), TS {}/{} ({:.1}%), {} without suite, {} gold failures on suite databases",
+                "{} pairs in {secs:.2}s: EX {}/{} ({:.1}%), TS {}/{} ({:.1}%), {} skipped (no database), {} without suite, {} gold failures on suite databases",
                 pairs.len(),
                 s.all.ex,
                 s.all.count,
@@ -83,6 +88,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 s.all.ts,
                 s.all.count,
                 s.all.ts_pct(),
+                s.skipped_missing_database,
                 s.questions_without_suite,
                 s.gold_failed_on_suite
             );

@@ -18,12 +18,13 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
+use kidbench_sql::eval::EvalOptions;
 use kidbench_sql::exec::{ExecOptions, SafeConnection};
 use kidbench_sql::Cause;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::check::{Outcome, Rules};
+use crate::check::{prepare_gold, prepare_pred, run_with_gold, Outcome};
 use crate::error::TestsuiteError;
 use crate::fuzz::{generate, DatabaseSpec};
 use crate::neighbours::{gold_literals, neighbours, rule_key, stable_hash, NeighbourKind};
@@ -46,10 +47,9 @@ pub struct BuildConfig {
     pub patience: usize,
     /// Neighbours per gold query at most (sampled deterministically beyond).
     pub max_neighbours: usize,
-    /// Execution limits while building (per query).
-    pub exec: ExecOptions,
-    /// Comparison rules (must be those TS is evaluated with).
-    pub rules: Rules,
+    /// Comparison rules and execution limits while building: the same [`EvalOptions`] EX and TS
+    /// are evaluated with (a shorter per-query timeout by default: fuzzed databases are tiny).
+    pub eval: EvalOptions,
     /// Show a progress bar on stderr.
     pub progress: bool,
 }
@@ -63,11 +63,13 @@ impl Default for BuildConfig {
             max_candidates: 1200,
             patience: 3,
             max_neighbours: 60,
-            exec: ExecOptions {
-                timeout: Duration::from_secs(2),
-                ..ExecOptions::default()
+            eval: EvalOptions {
+                exec: ExecOptions {
+                    timeout: Duration::from_secs(2),
+                    ..ExecOptions::default()
+                },
+                ..EvalOptions::default()
             },
-            rules: Rules::default(),
             progress: false,
         }
     }
@@ -85,8 +87,8 @@ impl BuildConfig {
             self.max_candidates,
             self.patience,
             self.max_neighbours,
-            self.rules.keep_distinct,
-            self.rules.compare.as_str()
+            self.eval.keep_distinct,
+            self.eval.mode.as_str()
         )
     }
 }
@@ -405,8 +407,8 @@ fn build_schema(
     let literals: Vec<_> = golds.iter().flat_map(|g| gold_literals(g, &info)).collect();
     spec.add_literals(&literals);
 
-    let rules = cfg.rules;
-    let original = SafeConnection::open(db, &cfg.exec).map_err(|e| TestsuiteError::Invalid {
+    let opts = &cfg.eval;
+    let original = SafeConnection::open(db, &opts.exec).map_err(|e| TestsuiteError::Invalid {
         db_id: db_id.to_string(),
         message: format!("cannot open {}: {e}", db.display()),
     })?;
@@ -428,25 +430,25 @@ fn build_schema(
         build_seconds: 0.0,
         left_over: Vec::new(),
     };
-    let prepared: Vec<_> = golds.iter().map(|g| rules.prepare_gold(g)).collect();
+    let prepared: Vec<_> = golds.iter().map(|g| prepare_gold(g, opts)).collect();
     let mut pairs: Vec<Pair> = Vec::new();
     for (gi, gold) in golds.iter().enumerate() {
         let Ok(gold_rs) = original.query(&prepared[gi].sql) else {
             m.golds_failed_original += 1;
             continue;
         };
-        let key = rule_key(gold, rules.keep_distinct);
+        let key = rule_key(gold, opts);
         for n in neighbours(gold, &info, schema_seed, cfg.max_neighbours) {
             m.neighbours_generated += 1;
             let k = m.by_kind.entry(n.kind.as_str().to_string()).or_default();
             k.generated += 1;
-            if rule_key(&n.sql, rules.keep_distinct) == key {
+            if rule_key(&n.sql, opts) == key {
                 m.equivalent_by_rule += 1;
                 k.equivalent_by_rule += 1;
                 continue;
             }
-            let normalized = rules.prepare_pred(&n.sql);
-            match rules.run_with_gold(&original, &prepared[gi], &gold_rs, &normalized) {
+            let normalized = prepare_pred(&n.sql, opts);
+            match run_with_gold(&original, &prepared[gi], &gold_rs, &normalized, opts) {
                 Outcome::Match => pairs.push(Pair {
                     gold: gi,
                     sql: n.sql,
@@ -498,7 +500,7 @@ fn build_schema(
             ]);
             let path = tmp.join(format!("candidate-{n}.sqlite"));
             generate(&spec, seed, &path)?;
-            let Ok(conn) = SafeConnection::open(&path, &cfg.exec) else {
+            let Ok(conn) = SafeConnection::open(&path, &opts.exec) else {
                 continue;
             };
             let mut told = Vec::new();
@@ -511,7 +513,7 @@ fn build_schema(
                     continue;
                 };
                 for i in live {
-                    match rules.run_with_gold(&conn, &prepared[gi], &gold_rs, &pairs[i].normalized)
+                    match run_with_gold(&conn, &prepared[gi], &gold_rs, &pairs[i].normalized, opts)
                     {
                         Outcome::Match | Outcome::GoldError(_) => {}
                         Outcome::Mismatch => told.push(i),

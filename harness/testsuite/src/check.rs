@@ -1,24 +1,15 @@
 //! Running a (gold, prediction) pair on one database with kidbench-sql's rules.
 //!
-//! This module owns no execution or comparison logic: it chains
-//! [`kidbench_sql::normalize::normalize`] (the reference preprocessing),
-//! [`kidbench_sql::exec::SafeConnection::query`] (safe read-only execution with timeout and caps)
-//! and [`kidbench_sql::compare::results_match`] (the test-suite comparison), exactly as EX does
-//! on the original database, so a TS verdict is an EX verdict repeated on more databases.
+//! This module owns no execution, preprocessing or comparison logic. Verdicts go through
+//! [`kidbench_sql::eval::exec_match`], the function EX uses; the builder, which runs one gold
+//! against many neighbours, executes the gold once and reuses
+//! [`kidbench_sql::eval::prepare_queries`] (normalisation and `order_matters`),
+//! [`kidbench_sql::exec::SafeConnection::query`] and [`kidbench_sql::compare::results_match`].
 
-use kidbench_sql::compare::{results_match, CompareMode};
+use kidbench_sql::compare::results_match;
+use kidbench_sql::eval::{exec_match, prepare_queries, EvalOptions};
 use kidbench_sql::exec::{ExecError, SafeConnection};
-use kidbench_sql::normalize::{normalize, order_matters};
 use kidbench_sql::{Cause, ResultSet};
-
-/// How pairs are compared: kidbench-sql's normalisation and comparison settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Rules {
-    /// Keep `DISTINCT` (the reference removes it from both queries by default).
-    pub keep_distinct: bool,
-    /// Result comparison rule.
-    pub compare: CompareMode,
-}
 
 /// A gold query prepared once: its executed text and whether row order matters.
 #[derive(Debug, Clone)]
@@ -40,47 +31,39 @@ pub enum Outcome {
     GoldError(Cause),
 }
 
-impl Rules {
-    /// Normalises the gold query and decides whether order matters.
-    pub fn prepare_gold(&self, gold: &str) -> PreparedGold {
-        let sql = normalize(gold, self.keep_distinct);
-        PreparedGold {
-            order_matters: order_matters(&sql),
-            sql,
-        }
-    }
+/// The gold text EX executes for `opts`, and whether order matters.
+pub fn prepare_gold(gold: &str, opts: &EvalOptions) -> PreparedGold {
+    let (sql, _, order_matters) = prepare_queries(gold, "", opts);
+    PreparedGold { sql, order_matters }
+}
 
-    /// Normalises a prediction (or neighbour) the same way.
-    pub fn prepare_pred(&self, pred: &str) -> String {
-        normalize(pred, self.keep_distinct)
-    }
+/// The prediction text EX executes for `opts`.
+pub fn prepare_pred(pred: &str, opts: &EvalOptions) -> String {
+    prepare_queries("", pred, opts).1
+}
 
-    /// Compares a prediction result with a gold result.
-    pub fn same(&self, gold: &PreparedGold, gold_rs: &ResultSet, pred_rs: &ResultSet) -> bool {
-        results_match(gold_rs, pred_rs, self.compare, gold.order_matters)
+/// Runs an already prepared prediction on `conn` and compares it with the gold result.
+pub fn run_with_gold(
+    conn: &SafeConnection,
+    gold: &PreparedGold,
+    gold_rs: &ResultSet,
+    pred_sql: &str,
+    opts: &EvalOptions,
+) -> Outcome {
+    match conn.query(pred_sql) {
+        Ok(p) if results_match(gold_rs, &p, opts.mode, gold.order_matters) => Outcome::Match,
+        Ok(_) => Outcome::Mismatch,
+        Err(ExecError { cause, .. }) => Outcome::PredError(cause),
     }
+}
 
-    /// Runs both (already prepared) queries on `conn` and compares them.
-    pub fn run(&self, conn: &SafeConnection, gold: &PreparedGold, pred_sql: &str) -> Outcome {
-        let g = match conn.query(&gold.sql) {
-            Ok(g) => g,
-            Err(ExecError { cause, .. }) => return Outcome::GoldError(cause),
-        };
-        self.run_with_gold(conn, gold, &g, pred_sql)
-    }
-
-    /// Like [`run`](Self::run) with the gold result already computed on `conn`.
-    pub fn run_with_gold(
-        &self,
-        conn: &SafeConnection,
-        gold: &PreparedGold,
-        gold_rs: &ResultSet,
-        pred_sql: &str,
-    ) -> Outcome {
-        match conn.query(pred_sql) {
-            Ok(p) if self.same(gold, gold_rs, &p) => Outcome::Match,
-            Ok(_) => Outcome::Mismatch,
-            Err(ExecError { cause, .. }) => Outcome::PredError(cause),
-        }
+/// EX on one database: [`exec_match`], reduced to an [`Outcome`].
+pub fn run(conn: &SafeConnection, gold: &str, pred: &str, opts: &EvalOptions) -> Outcome {
+    let out = exec_match(conn, gold, pred, opts);
+    match (&out.gold, &out.pred) {
+        (Err(e), _) => Outcome::GoldError(e.cause),
+        (Ok(_), Err(e)) => Outcome::PredError(e.cause),
+        (Ok(_), Ok(_)) if out.matched => Outcome::Match,
+        (Ok(_), Ok(_)) => Outcome::Mismatch,
     }
 }

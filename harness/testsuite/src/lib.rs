@@ -32,9 +32,9 @@ use std::path::{Path, PathBuf};
 use kidbench_sql::benchmark::{Benchmark, Registry, Roots, Split};
 
 pub use build::{build_suite, BuildConfig, Manifest, SchemaGolds, SchemaManifest};
-pub use check::Rules;
 pub use error::TestsuiteError;
-pub use verdict::{evaluate_ts, Suite, TsOptions, TsPair, TsReport, TsSummary, TsVerdict};
+pub use kidbench_sql::eval::{EvalOptions, Pair};
+pub use verdict::{evaluate_ts, ts_from_ex, Suite, TsReport, TsSummary, TsVerdict};
 
 /// Where a benchmark's suite lives by default: `<databases>/testsuites/<benchmark>/`.
 pub fn default_suite_dir(databases_root: &Path, benchmark: &str) -> PathBuf {

@@ -897,10 +897,10 @@ pub fn gold_literals(gold: &str, schema: &SchemaInfo) -> Vec<(String, Literal)> 
 }
 
 /// The text two queries are compared by to decide that the comparison rules make them equal by
-/// construction: kidbench-sql's normalisation (DISTINCT removal unless `keep_distinct`), then
-/// sqlparser's canonical rendering.
-pub fn rule_key(sql: &str, keep_distinct: bool) -> String {
-    let n = kidbench_sql::normalize::normalize(sql, keep_distinct);
+/// construction: the text EX executes ([`kidbench_sql::eval::prepare_queries`], e.g. DISTINCT
+/// removed in test-suite mode), then sqlparser's canonical rendering.
+pub fn rule_key(sql: &str, opts: &kidbench_sql::eval::EvalOptions) -> String {
+    let n = kidbench_sql::eval::prepare_queries(sql, "", opts).0;
     match parse_query(&n) {
         Some(q) => q.to_string(),
         None => n.split_whitespace().collect::<Vec<_>>().join(" "),
@@ -1008,13 +1008,18 @@ mod tests {
 
     #[test]
     fn distinct_toggle_is_equal_by_rule() {
+        let ts = kidbench_sql::eval::EvalOptions::default();
+        let keep = kidbench_sql::eval::EvalOptions {
+            keep_distinct: true,
+            ..ts.clone()
+        };
         assert_eq!(
-            rule_key("SELECT DISTINCT name FROM singer", false),
-            rule_key("select name  from singer", false)
+            rule_key("SELECT DISTINCT name FROM singer", &ts),
+            rule_key("select name  from singer", &ts)
         );
         assert_ne!(
-            rule_key("SELECT DISTINCT name FROM singer", true),
-            rule_key("select name from singer", true)
+            rule_key("SELECT DISTINCT name FROM singer", &keep),
+            rule_key("select name from singer", &keep)
         );
     }
 }

@@ -5,19 +5,21 @@
 //! query runs. A suite database on which the gold fails is not used for that question (counted
 //! in [`TsVerdict::gold_failed_on_suite`]). The first suite database that tells the prediction
 //! apart is reported in [`TsVerdict::ts_first_failing_db`]. A schema without a suite gives
-//! TS = EX, counted in [`TsSummary::questions_without_suite`].
+//! TS = EX, counted in [`TsSummary::questions_without_suite`]. Pairs whose original database is
+//! missing are skipped, as EX skips them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use kidbench_sql::exec::{ExecOptions, SafeConnection};
+use kidbench_sql::eval::{evaluate, EvalOptions, Pair, Verdict};
+use kidbench_sql::exec::SafeConnection;
 use kidbench_sql::hardness::{classify, Hardness};
 use kidbench_sql::Cause;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::build::Manifest;
-use crate::check::{Outcome, Rules};
+use crate::check::{run, Outcome};
 use crate::error::TestsuiteError;
 
 /// A built test suite on disk: `manifest.json` and one folder of databases per schema.
@@ -75,44 +77,31 @@ impl Suite {
     }
 }
 
-/// One pair to judge.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TsPair {
-    pub db_id: String,
-    pub gold: String,
-    pub pred: String,
-}
-
-/// TS evaluation settings: the same execution limits and rules as EX.
-#[derive(Debug, Clone, Default)]
-pub struct TsOptions {
-    pub exec: ExecOptions,
-    pub rules: Rules,
-}
-
 /// The verdict for one pair.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TsVerdict {
     /// Position in the input.
     pub index: usize,
+    /// The pair's id.
+    pub id: String,
     pub db_id: String,
     /// Spider hardness of the gold query (`None` if it cannot be parsed).
     pub hardness: Option<Hardness>,
-    /// EX: match on the original database.
+    /// The original database is missing: not evaluated (excluded from the summary, as in EX).
+    pub skipped: bool,
+    /// EX: match on the original database ([`kidbench_sql::eval::Verdict::matched`]).
     pub ex: bool,
     /// TS: EX and a match on every suite database where the gold runs.
     pub ts: bool,
-    /// File name (`<db_id>/NN.sqlite`) of the first suite database that told the prediction
-    /// apart, when EX held and TS did not.
+    /// `<db_id>/NN.sqlite` of the first suite database that told the prediction apart, when EX
+    /// held and TS did not.
     pub ts_first_failing_db: Option<String>,
     /// Suite databases the pair was judged on.
     pub suite_databases_used: usize,
     /// Suite databases skipped because the gold query failed there.
     pub gold_failed_on_suite: usize,
-    /// Why the prediction failed to run (original or suite database), if it did.
-    pub pred_error: Option<Cause>,
-    /// Why the gold failed on the original database, if it did (EX and TS are then false).
-    pub gold_error: Option<Cause>,
+    /// Why the prediction failed on the suite database that told it apart, if it failed.
+    pub suite_pred_error: Option<Cause>,
 }
 
 /// EX and TS counts for one group of questions.
@@ -149,14 +138,17 @@ fn pct(a: usize, b: usize) -> f64 {
     }
 }
 
-/// Summary per hardness level (`easy`, `medium`, `hard`, `extra`, `unknown`) and overall.
+/// Summary over evaluated pairs, overall and per hardness level (`easy`, `medium`, `hard`,
+/// `extra`, `unknown`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TsSummary {
     pub all: LevelSummary,
     pub by_hardness: BTreeMap<String, LevelSummary>,
+    /// Pairs whose original database is missing (not in `all`).
+    pub skipped_missing_database: usize,
     /// (question, suite database) pairs skipped because the gold failed there.
     pub gold_failed_on_suite: usize,
-    /// Questions whose schema has no suite (TS = EX for them).
+    /// Evaluated questions whose schema has no suite (TS = EX for them).
     pub questions_without_suite: usize,
     /// Questions with EX but not TS.
     pub ex_not_ts: usize,
@@ -169,125 +161,118 @@ pub struct TsReport {
     pub summary: TsSummary,
 }
 
-/// Summarises verdicts per hardness level.
-pub fn summarize(verdicts: &[TsVerdict], questions_without_suite: usize) -> TsSummary {
-    let mut s = TsSummary {
-        questions_without_suite,
-        ..TsSummary::default()
-    };
+/// Summarises verdicts per hardness level. `covered(db_id)` says whether a schema has a suite.
+pub fn summarize(verdicts: &[TsVerdict], covered: impl Fn(&str) -> bool) -> TsSummary {
+    let mut s = TsSummary::default();
     for v in verdicts {
+        if v.skipped {
+            s.skipped_missing_database += 1;
+            continue;
+        }
         s.all.add(v);
         let level = v.hardness.map_or("unknown", Hardness::as_str);
         s.by_hardness.entry(level.to_string()).or_default().add(v);
         s.gold_failed_on_suite += v.gold_failed_on_suite;
         s.ex_not_ts += usize::from(v.ex && !v.ts);
+        s.questions_without_suite += usize::from(!covered(&v.db_id));
     }
     s
 }
 
-/// Judges every pair: EX on the original database (found by `original(db_id)`), then the suite
-/// databases of its schema. Schemas run in parallel; each database is opened once per schema.
-pub fn evaluate_ts<F>(
-    pairs: &[TsPair],
-    original: F,
+/// EX then TS for every pair: EX is [`kidbench_sql::eval::evaluate`] itself (same `resolve` and
+/// options), TS is [`ts_from_ex`] on its verdicts.
+pub fn evaluate_ts<R>(
+    pairs: &[Pair],
+    resolve: R,
     suite: Option<&Suite>,
-    opts: &TsOptions,
+    opts: &EvalOptions,
 ) -> TsReport
 where
-    F: Fn(&str) -> Option<PathBuf> + Sync,
+    R: Fn(&str) -> PathBuf + Sync,
 {
+    let ex = evaluate(pairs, resolve, opts);
+    ts_from_ex(pairs, &ex, suite, opts)
+}
+
+/// TS from EX verdicts already computed by [`kidbench_sql::eval::evaluate`] (`ex[i]` judges
+/// `pairs[i]`): pairs that matched on the original database are run on their schema's suite
+/// databases with [`kidbench_sql::eval::exec_match`]. Schemas run in parallel; each suite
+/// database is opened once per schema.
+pub fn ts_from_ex(
+    pairs: &[Pair],
+    ex: &[Verdict],
+    suite: Option<&Suite>,
+    opts: &EvalOptions,
+) -> TsReport {
     let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, p) in pairs.iter().enumerate() {
         groups.entry(p.db_id.as_str()).or_default().push(i);
     }
     let groups: Vec<(&str, Vec<usize>)> = groups.into_iter().collect();
-    let judged: Vec<(Vec<TsVerdict>, usize)> = groups
+    let judged: Vec<Vec<TsVerdict>> = groups
         .par_iter()
-        .map(|(db_id, idx)| judge_schema(db_id, idx, pairs, &original, suite, opts))
+        .map(|(db_id, idx)| judge_schema(db_id, idx, pairs, ex, suite, opts))
         .collect();
-    let mut verdicts: Vec<TsVerdict> = Vec::with_capacity(pairs.len());
-    let mut without = 0;
-    for (v, w) in judged {
-        verdicts.extend(v);
-        without += w;
-    }
+    let mut verdicts: Vec<TsVerdict> = judged.into_iter().flatten().collect();
     verdicts.sort_by_key(|v| v.index);
-    let summary = summarize(&verdicts, without);
+    let summary = summarize(&verdicts, |db| suite.is_some_and(|s| s.covers(db)));
     TsReport { verdicts, summary }
 }
 
-fn judge_schema<F>(
+fn judge_schema(
     db_id: &str,
     idx: &[usize],
-    pairs: &[TsPair],
-    original: &F,
+    pairs: &[Pair],
+    ex: &[Verdict],
     suite: Option<&Suite>,
-    opts: &TsOptions,
-) -> (Vec<TsVerdict>, usize)
-where
-    F: Fn(&str) -> Option<PathBuf> + Sync,
-{
-    let rules = opts.rules;
-    let orig = match original(db_id) {
-        Some(p) => SafeConnection::open(&p, &opts.exec),
-        None => Err(kidbench_sql::exec::ExecError::new(
-            Cause::MissingDatabase,
-            format!("no database for {db_id}"),
-        )),
-    };
+    opts: &EvalOptions,
+) -> Vec<TsVerdict> {
     let suite_paths = suite.map(|s| s.databases(db_id)).unwrap_or_default();
-    let covered = suite.is_some_and(|s| s.covers(db_id));
-    // A suite database that cannot be opened judges nothing (as if the gold failed there).
-    let suite_conns: Vec<(String, Option<SafeConnection>)> = suite_paths
+    // Opened on first use; a suite database that cannot be opened judges nothing (counted as
+    // if the gold failed there).
+    let mut conns: Vec<Option<Option<SafeConnection>>> = suite_paths.iter().map(|_| None).collect();
+    let names: Vec<String> = suite_paths
         .iter()
         .map(|p| {
-            let name = format!(
+            format!(
                 "{db_id}/{}",
                 p.file_name()
                     .map(|f| f.to_string_lossy().into_owned())
                     .unwrap_or_default()
-            );
-            (name, SafeConnection::open(p, &opts.exec).ok())
+            )
         })
         .collect();
     let mut out = Vec::with_capacity(idx.len());
     for &i in idx {
         let p = &pairs[i];
+        let e = ex.get(i);
+        let matched = e.is_some_and(|e| e.matched);
         let mut v = TsVerdict {
             index: i,
+            id: p.id.clone(),
             db_id: db_id.to_string(),
             hardness: classify(&p.gold).ok(),
-            ex: false,
-            ts: false,
+            skipped: e.is_none_or(Verdict::skipped),
+            ex: matched,
+            ts: matched,
             ts_first_failing_db: None,
             suite_databases_used: 0,
             gold_failed_on_suite: 0,
-            pred_error: None,
-            gold_error: None,
+            suite_pred_error: None,
         };
-        let gold = rules.prepare_gold(&p.gold);
-        let pred = rules.prepare_pred(&p.pred);
-        match &orig {
-            Err(e) => v.gold_error = Some(e.cause),
-            Ok(conn) => match rules.run(conn, &gold, &pred) {
-                Outcome::Match => v.ex = true,
-                Outcome::Mismatch => {}
-                Outcome::PredError(c) => v.pred_error = Some(c),
-                Outcome::GoldError(c) => v.gold_error = Some(c),
-            },
-        }
-        if v.ex {
-            v.ts = true;
-            for (name, conn) in &suite_conns {
-                let Some(conn) = conn else {
+        if matched {
+            for (k, path) in suite_paths.iter().enumerate() {
+                let conn =
+                    conns[k].get_or_insert_with(|| SafeConnection::open(path, &opts.exec).ok());
+                let Some(conn) = conn.as_ref() else {
                     v.gold_failed_on_suite += 1;
                     continue;
                 };
-                let told_apart = match rules.run(conn, &gold, &pred) {
+                let told_apart = match run(conn, &p.gold, &p.pred, opts) {
                     Outcome::Match => false,
                     Outcome::Mismatch => true,
                     Outcome::PredError(c) => {
-                        v.pred_error = Some(c);
+                        v.suite_pred_error = Some(c);
                         true
                     }
                     Outcome::GoldError(_) => {
@@ -298,13 +283,12 @@ where
                 v.suite_databases_used += 1;
                 if told_apart {
                     v.ts = false;
-                    v.ts_first_failing_db = Some(name.clone());
+                    v.ts_first_failing_db = Some(names[k].clone());
                     break;
                 }
             }
         }
         out.push(v);
     }
-    let without = if covered { 0 } else { idx.len() };
-    (out, without)
+    out
 }

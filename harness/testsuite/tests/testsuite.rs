@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use kidbench_sql::benchmark::{Registry, Roots, Split};
+use kidbench_sql::eval::{EvalOptions, Pair};
 use kidbench_testsuite::build::{build_suite, BuildConfig, SchemaGolds};
 use kidbench_testsuite::fuzz::{generate, quote_ident, DatabaseSpec};
 use kidbench_testsuite::neighbours::{gold_literals, neighbours};
-use kidbench_testsuite::verdict::{evaluate_ts, Suite, TsOptions, TsPair};
+use kidbench_testsuite::verdict::{evaluate_ts, Suite};
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
 
@@ -145,9 +146,10 @@ fn toy() -> &'static Toy {
 
 fn toy_eval(pairs: &[(&str, &str)]) -> kidbench_testsuite::TsReport {
     let t = toy();
-    let pairs: Vec<TsPair> = pairs
+    let pairs: Vec<Pair> = pairs
         .iter()
-        .map(|(g, p)| TsPair {
+        .map(|(g, p)| Pair {
+            id: String::new(),
             db_id: "toy".into(),
             gold: g.to_string(),
             pred: p.to_string(),
@@ -156,9 +158,9 @@ fn toy_eval(pairs: &[(&str, &str)]) -> kidbench_testsuite::TsReport {
     let db = t.db.clone();
     evaluate_ts(
         &pairs,
-        move |id: &str| (id == "toy").then(|| db.clone()),
+        move |_: &str| db.clone(),
         Some(&t.suite),
-        &TsOptions::default(),
+        &EvalOptions::default(),
     )
 }
 
@@ -244,10 +246,11 @@ fn gold_vs_gold_is_perfect_on_spider_dev_schemas() {
     assert!(m.totals.databases > 0);
     assert!(m.totals.testable > 0);
     let suite = Suite::open(dir.path()).expect("open suite");
-    let pairs: Vec<TsPair> = schemas
+    let pairs: Vec<Pair> = schemas
         .iter()
         .flat_map(|s| {
-            s.golds.iter().map(|g| TsPair {
+            s.golds.iter().map(|g| Pair {
+                id: String::new(),
                 db_id: s.db_id.clone(),
                 gold: g.clone(),
                 pred: g.clone(),
@@ -256,9 +259,9 @@ fn gold_vs_gold_is_perfect_on_spider_dev_schemas() {
         .collect();
     let r = evaluate_ts(
         &pairs,
-        |id: &str| Some(spider_db(id)),
+        |id: &str| spider_db(id),
         Some(&suite),
-        &TsOptions::default(),
+        &EvalOptions::default(),
     );
     for v in &r.verdicts {
         assert!(
@@ -274,14 +277,15 @@ fn gold_vs_gold_is_perfect_on_spider_dev_schemas() {
     for s in m.schemas.values() {
         for lo in s.left_over.iter().take(3) {
             let r = evaluate_ts(
-                &[TsPair {
+                &[Pair {
+                    id: String::new(),
                     db_id: s.db_id.clone(),
                     gold: lo.gold.clone(),
                     pred: lo.neighbour.clone(),
                 }],
-                |id: &str| Some(spider_db(id)),
+                |id: &str| spider_db(id),
                 Some(&suite),
-                &TsOptions::default(),
+                &EvalOptions::default(),
             );
             assert!(r.verdicts[0].ts, "left-over neighbour judged wrong: {lo:?}");
             checked += 1;
@@ -310,7 +314,8 @@ fn suite_catches_distinguished_neighbours() {
     let mut pairs = Vec::new();
     for g in &schemas[0].golds {
         for n in neighbours(g, &info, 5, 8) {
-            pairs.push(TsPair {
+            pairs.push(Pair {
+                id: String::new(),
                 db_id: "singer".into(),
                 gold: g.clone(),
                 pred: n.sql,
@@ -319,9 +324,9 @@ fn suite_catches_distinguished_neighbours() {
     }
     let r = evaluate_ts(
         &pairs,
-        |id: &str| Some(spider_db(id)),
+        |id: &str| spider_db(id),
         Some(&suite),
-        &TsOptions::default(),
+        &EvalOptions::default(),
     );
     assert!(r.summary.all.ts <= r.summary.all.ex);
     assert!(
@@ -494,6 +499,34 @@ fn fuzzed_databases_respect_keys_not_null_and_foreign_keys() {
     assert!(n > 20, "only {n} databases checked");
 }
 
+#[test]
+fn fuzzed_databases_respect_cycles_self_references_and_composite_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let orig = dir.path().join("cyclic.sqlite");
+    let conn = rusqlite::Connection::open(&orig).expect("create");
+    conn.execute_batch(
+        "PRAGMA foreign_keys = OFF;
+         CREATE TABLE dept (id INTEGER PRIMARY KEY, name TEXT NOT NULL, head_id INT NOT NULL REFERENCES emp(id));
+         CREATE TABLE emp (id INTEGER PRIMARY KEY, dept_id INT NOT NULL REFERENCES dept(id),
+                           boss_id INT REFERENCES emp(id), name TEXT);
+         CREATE TABLE link (x INT, y TEXT, PRIMARY KEY (x, y));
+         CREATE TABLE pair (a INT NOT NULL, b TEXT NOT NULL, note TEXT, PRIMARY KEY (a, b, note),
+                            FOREIGN KEY (a, b) REFERENCES link(x, y));
+         INSERT INTO dept VALUES (1, 'R&D', 10), (2, 'Sales', 11), (3, 'Ops', 99);
+         INSERT INTO emp VALUES (10, 1, NULL, 'Ann'), (11, 2, 10, 'Bob'), (12, 7, 11, 'Cid');
+         INSERT INTO link VALUES (1, 'a'), (1, 'b'), (2, 'a');
+         INSERT INTO pair VALUES (1, 'a', 'x'), (2, 'a', 'y'), (3, 'c', 'z');",
+    )
+    .expect("fill");
+    drop(conn);
+    let spec = DatabaseSpec::read("cyclic", &orig).expect("spec");
+    for seed in 0..40u64 {
+        let p = dir.path().join(format!("cyclic-{seed}.sqlite"));
+        generate(&spec, seed, &p).expect("generate");
+        check_integrity(&p);
+    }
+}
+
 fn file_digests(dir: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for schema in std::fs::read_dir(dir)
@@ -644,11 +677,12 @@ fn full_spider_dev_suite() {
     println!("{}", kidbench_testsuite::describe_manifest(&m, dir.path()));
     println!("build: {:.1}s", build.as_secs_f64());
     let suite = Suite::open(dir.path()).expect("open");
-    let pairs: Vec<TsPair> = bench
+    let pairs: Vec<Pair> = bench
         .examples(Split::Dev)
         .expect("examples")
         .into_iter()
-        .map(|e| TsPair {
+        .map(|e| Pair {
+            id: String::new(),
             db_id: e.db_id,
             gold: e.query.clone(),
             pred: e.query,
@@ -657,9 +691,13 @@ fn full_spider_dev_suite() {
     let t1 = std::time::Instant::now();
     let r = evaluate_ts(
         &pairs,
-        |id: &str| bench.database_path(Split::Dev, id),
+        |id: &str| {
+            bench
+                .database_path(Split::Dev, id)
+                .unwrap_or_else(|| data_root().join("missing").join(id))
+        },
         Some(&suite),
-        &TsOptions::default(),
+        &EvalOptions::default(),
     );
     println!(
         "ts eval (gold vs gold, {} pairs): {:.1}s",
@@ -670,6 +708,8 @@ fn full_spider_dev_suite() {
     for v in &r.verdicts {
         if suite.covers(&v.db_id) {
             assert!(v.ts, "gold vs gold not TS: {v:?}");
+        } else {
+            assert!(v.skipped, "{v:?}");
         }
     }
     assert!(m.totals.distinguished_pct >= 80.0, "{:?}", m.totals);
