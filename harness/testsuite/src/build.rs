@@ -157,7 +157,9 @@ pub struct SchemaManifest {
 impl SchemaManifest {
     /// Neighbours that count: generated minus equivalent-by-rule minus failing on the original.
     pub fn testable(&self) -> usize {
-        self.neighbours_generated - self.equivalent_by_rule - self.neighbours_failed_original
+        self.neighbours_generated
+            .saturating_sub(self.equivalent_by_rule)
+            .saturating_sub(self.neighbours_failed_original)
     }
 }
 
@@ -355,7 +357,7 @@ fn totals(m: &BTreeMap<String, SchemaManifest>) -> Totals {
     );
     t.distinguished_by_suite_pct = pct(
         t.distinguished_by_suite,
-        t.testable - t.distinguished_by_original,
+        t.testable.saturating_sub(t.distinguished_by_original),
     );
     t
 }

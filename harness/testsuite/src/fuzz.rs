@@ -138,6 +138,9 @@ pub(crate) fn open_read_only(db_id: &str, path: &Path) -> Result<Connection, Tes
     .map_err(|e| TestsuiteError::sqlite(db_id, path, e))
 }
 
+/// A foreign key as `pragma_foreign_key_list` lists it: (id, parent table, (from, to) columns).
+type FkGroup = (i64, String, Vec<(String, Option<String>)>);
+
 /// Maximum number of original values kept per column.
 const ORIGINAL_VALUES: usize = 60;
 
@@ -279,7 +282,7 @@ impl DatabaseSpec {
                 .map_err(err)?
                 .collect::<Result<_, _>>()
                 .map_err(err)?;
-            let mut groups: Vec<(i64, String, Vec<(String, Option<String>)>)> = Vec::new();
+            let mut groups: Vec<FkGroup> = Vec::new();
             for (id, parent, from, to) in rows {
                 match groups.last_mut() {
                     Some(g) if g.0 == id => g.2.push((from, to)),

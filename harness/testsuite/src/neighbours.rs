@@ -204,7 +204,7 @@ enum Mode {
     /// Gather the edits possible at every site.
     Collect(Vec<(usize, Edit)>),
     /// Apply `edit` at site number `target`.
-    Apply { target: usize, edit: Edit },
+    Apply { target: usize, edit: Box<Edit> },
     /// Gather (column name, literal) pairs the query compares.
     Literals(Vec<(String, Literal)>),
 }
@@ -859,7 +859,10 @@ pub fn neighbours(gold: &str, schema: &SchemaInfo, seed: u64, max: usize) -> Vec
     for (target, edit) in edits {
         let kind = edit.kind();
         let mut q = query.clone();
-        walker.mode = Mode::Apply { target, edit };
+        walker.mode = Mode::Apply {
+            target,
+            edit: Box::new(edit),
+        };
         walker.next_site = 0;
         walker.query(&mut q, &Scope::new());
         let sql = q.to_string();

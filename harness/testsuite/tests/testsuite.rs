@@ -335,6 +335,9 @@ fn suite_catches_distinguished_neighbours() {
     );
 }
 
+/// A foreign key's parent table and (from, to) column pairs.
+type ParentAndColumns = (String, Vec<(String, Option<String>)>);
+
 /// Independent integrity checks, written from SQLite's pragmas (not from the fuzzer's spec).
 fn check_integrity(db: &Path) {
     let conn =
@@ -398,7 +401,7 @@ fn check_integrity(db: &Path) {
             .prepare("SELECT id, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?1) ORDER BY id, seq")
             .and_then(|mut s| s.query_map([t], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect())
             .expect("fks");
-        let mut groups: BTreeMap<i64, (String, Vec<(String, Option<String>)>)> = BTreeMap::new();
+        let mut groups: BTreeMap<i64, ParentAndColumns> = BTreeMap::new();
         for (id, parent, from, to) in fks {
             groups
                 .entry(id)
