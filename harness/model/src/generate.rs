@@ -139,6 +139,7 @@ fn hash32(x: &Tensor) -> Result<Tensor> {
 }
 
 /// Reference scalar version of [`hash32`] (tests check they agree).
+#[cfg(test)]
 pub(crate) fn hash32_scalar(mut x: u32) -> u32 {
     x ^= x >> 16;
     x = x.wrapping_mul(0x7feb_352d);
@@ -299,4 +300,104 @@ pub fn generate(
         logprobs: flat_lp.map(|_| logprobs),
         stopped_at_eos: stopped,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tensor_hash_matches_scalar_hash() {
+        let xs: Vec<i64> = vec![
+            0,
+            1,
+            2,
+            0xFFFF,
+            0x1_0000,
+            0x7FFF_FFFF,
+            0xFFFF_FFFF,
+            123_456_789,
+            0xDEAD_BEEF,
+        ];
+        let got: Vec<i64> = Vec::try_from(hash32(&Tensor::from_slice(&xs)).unwrap()).unwrap();
+        for (x, g) in xs.iter().zip(got) {
+            assert_eq!(g, hash32_scalar(*x as u32) as i64, "hash32({x:#x})");
+        }
+    }
+
+    #[test]
+    fn uniforms_are_in_range_and_depend_on_seed_step_row() {
+        let rows = Tensor::arange(4096, (Kind::Int64, Device::Cpu));
+        let u = counter_uniforms(&rows, 7, 3).unwrap();
+        let min = u.min().double_value(&[]);
+        let max = u.max().double_value(&[]);
+        assert!(
+            (0.0..1.0).contains(&min) && max < 1.0 && max > 0.99,
+            "{min} {max}"
+        );
+        let mean = u.mean(Kind::Float).double_value(&[]);
+        assert!((mean - 0.5).abs() < 0.02, "mean {mean}");
+        assert!(u.equal(&counter_uniforms(&rows, 7, 3).unwrap()));
+        assert!(!u.equal(&counter_uniforms(&rows, 8, 3).unwrap()));
+        assert!(!u.equal(&counter_uniforms(&rows, 7, 4).unwrap()));
+    }
+
+    #[test]
+    fn sampling_follows_the_filtered_distribution() {
+        let n = 40_000i64;
+        // probabilities 0.4, 0.3, 0.2, 0.1
+        let p = [0.4f64, 0.3, 0.2, 0.1];
+        let logits_row: Vec<f32> = p.iter().map(|x| x.ln() as f32).collect();
+        let logits = Tensor::from_slice(&logits_row)
+            .view([1, 4])
+            .expand([n, 4], false);
+        let u = counter_uniforms(&Tensor::arange(n, (Kind::Int64, Device::Cpu)), 1, 0).unwrap();
+        let freq = |s: &Sampling| -> Vec<f64> {
+            let tok = choose_tokens(&logits, s, Some(&u)).unwrap();
+            (0..4)
+                .map(|k| {
+                    tok.eq(k)
+                        .to_kind(Kind::Float)
+                        .mean(Kind::Float)
+                        .double_value(&[])
+                })
+                .collect()
+        };
+        let plain = freq(&Sampling::Sample {
+            temperature: 1.0,
+            top_k: None,
+            top_p: None,
+        });
+        for (f, want) in plain.iter().zip(p) {
+            assert!((f - want).abs() < 0.01, "plain {plain:?}");
+        }
+        let k2 = freq(&Sampling::Sample {
+            temperature: 1.0,
+            top_k: Some(2),
+            top_p: None,
+        });
+        assert!(
+            (k2[0] - 4.0 / 7.0).abs() < 0.01 && k2[2] == 0.0 && k2[3] == 0.0,
+            "top-k {k2:?}"
+        );
+        // top_p 0.6: keeps 0.4 and 0.3 (mass before the third token is 0.7 >= 0.6).
+        let p6 = freq(&Sampling::Sample {
+            temperature: 1.0,
+            top_k: None,
+            top_p: Some(0.6),
+        });
+        assert!(
+            (p6[0] - 4.0 / 7.0).abs() < 0.01 && p6[2] == 0.0 && p6[3] == 0.0,
+            "top-p {p6:?}"
+        );
+        // Temperature 0.5 squares the odds: 16:9:4:1.
+        let t = freq(&Sampling::Sample {
+            temperature: 0.5,
+            top_k: None,
+            top_p: None,
+        });
+        assert!((t[0] - 16.0 / 30.0).abs() < 0.01, "temperature {t:?}");
+        let g = freq(&Sampling::Greedy);
+        assert_eq!(g, vec![1.0, 0.0, 0.0, 0.0]);
+    }
 }
