@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use tch::{nn, Kind, Tensor};
+use tch::{nn, Tensor};
 
 use crate::checkpoint::{read_safetensors_file, write_dir_atomically, write_safetensors};
 use crate::error::{io_err, ModelError, Result};
@@ -296,7 +296,7 @@ pub fn load_adapter(
                 actual: src.size(),
             });
         }
-        dst.f_copy_(&src.f_to_kind(Kind::Float)?.f_to_kind(dst.kind())?)?;
+        dst.f_copy_(src)?; // converts kind and device
     }
     Ok(cfg)
 }
