@@ -1,8 +1,10 @@
 //! Generation throughput of a tiny-s-sized model (d=128, 2 layers, 4 heads, vocab 2000):
 //! batch 32, left-padded prompts of 60..80 tokens, 64 new tokens, no EOS.
 //!
-//!     source scripts/env.sh && cargo bench -p kidbench-model --bench generate
+//!     source scripts/env.sh && OMP_NUM_THREADS=1 cargo bench -p kidbench-model --bench generate
 //!
+//! On a small shared CPU box keep libtorch to one thread (OMP_NUM_THREADS=1 or
+//! tch::set_num_threads(1)): with 2 threads competing with other jobs it is ~10x slower.
 //! Criterion reports elements/s = generated tokens per second.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};

@@ -932,3 +932,52 @@ impl Qwen2ForCausalLM {
         self.norm.forward(&h)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Shape of a hub Qwen1.5 config (top-level rope_theta, sliding window off, list EOS).
+    const QWEN15: &str = r#"{
+      "architectures": ["Qwen2ForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 151643,
+      "eos_token_id": [151645, 151643], "hidden_act": "silu", "hidden_size": 1024,
+      "initializer_range": 0.02, "intermediate_size": 2816, "max_position_embeddings": 32768,
+      "max_window_layers": 21, "model_type": "qwen2", "num_attention_heads": 16,
+      "num_hidden_layers": 24, "num_key_value_heads": 16, "rms_norm_eps": 1e-06,
+      "rope_theta": 1000000.0, "sliding_window": 32768, "tie_word_embeddings": true,
+      "torch_dtype": "bfloat16", "transformers_version": "4.37.0", "use_cache": true,
+      "use_sliding_window": false, "vocab_size": 151936, "rope_scaling": null
+    }"#;
+
+    #[test]
+    fn parses_hub_style_configs() {
+        let c = Config::from_json_str(QWEN15).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.rope_theta(), 1e6);
+        assert_eq!(c.eos_token_ids(), vec![151645, 151643]);
+        assert!(c.qkv_bias() && !c.o_bias());
+        assert_eq!(c.head_dim(), 64);
+        assert_eq!(c.num_kv_heads(), 16);
+        let back: Config = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+
+        let mut v: serde_json::Value = serde_json::from_str(QWEN15).unwrap();
+        v["rope_scaling"] = serde_json::json!({"type": "yarn", "factor": 4.0});
+        let c: Config = serde_json::from_value(v).unwrap();
+        assert!(matches!(c.validate(), Err(ModelError::Unsupported(_))));
+
+        let mut v: serde_json::Value = serde_json::from_str(QWEN15).unwrap();
+        v["hidden_act"] = "gelu".into();
+        let c: Config = serde_json::from_value(v).unwrap();
+        assert!(matches!(c.validate(), Err(ModelError::Unsupported(_))));
+
+        let llama = r#"{"model_type": "llama", "vocab_size": 10, "hidden_size": 8,
+            "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+            "rope_parameters": {"rope_theta": 500000.0, "rope_type": "default"}}"#;
+        let c = Config::from_json_str(llama).unwrap();
+        c.validate().unwrap();
+        assert!(!c.qkv_bias());
+        assert_eq!(c.rope_theta(), 500000.0);
+        assert_eq!(c.num_kv_heads(), 2);
+    }
+}
