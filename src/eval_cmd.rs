@@ -41,6 +41,13 @@ pub struct EvalArgs {
     /// Per-example JSONL output (verdict, cause, hardness, result previews, milliseconds).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Metrics: `ex` (execution accuracy) and/or `ts` (test-suite accuracy; needs a suite built
+    /// with `kidbench testsuite build --benchmark NAME`).
+    #[arg(long, value_delimiter = ',', default_value = "ex", value_parser = ["ex", "ts"])]
+    pub metric: Vec<String>,
+    /// Test-suite folder (default: `<databases>/testsuites/<benchmark>`).
+    #[arg(long)]
+    pub suite_dir: Option<PathBuf>,
     /// Which split of the benchmark the predictions answer.
     #[arg(long, default_value = "dev", value_parser = ["dev", "train"])]
     pub split: String,
@@ -67,6 +74,10 @@ struct Record<'a> {
     pred_preview: &'a [Vec<String>],
     #[serde(skip_serializing_if = "Option::is_none")]
     difficulty: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ts: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ts_first_failing_db: Option<&'a str>,
 }
 
 fn record<'a>(
@@ -90,6 +101,8 @@ fn record<'a>(
         gold_preview: &v.gold_preview,
         pred_preview: &v.pred_preview,
         difficulty,
+        ts: None,
+        ts_first_failing_db: None,
     }
 }
 
@@ -211,6 +224,26 @@ fn eval_benchmark(args: &EvalArgs, bench: &Benchmark, split: Split, pred: &Path)
     for (v, e) in verdicts.iter_mut().zip(&examples) {
         v.hardness = Some(hardness_label(&e.query));
     }
+    let ts = if args.metric.iter().any(|m| m == "ts") {
+        let dir = args.suite_dir.clone().unwrap_or_else(|| {
+            kidbench_testsuite::default_suite_dir(&args.data.roots().databases, bench.name())
+        });
+        let suite = kidbench_testsuite::Suite::open_if_built(&dir)?.with_context(|| {
+            format!(
+                "--metric ts: no test suite in {} (build one with `kidbench testsuite build --benchmark {}`)",
+                dir.display(),
+                bench.name()
+            )
+        })?;
+        Some(kidbench_testsuite::ts_from_ex(
+            &pairs,
+            &verdicts,
+            Some(&suite),
+            &opts,
+        ))
+    } else {
+        None
+    };
     if let Some(out) = &args.out {
         write_records(
             out,
@@ -218,13 +251,19 @@ fn eval_benchmark(args: &EvalArgs, bench: &Benchmark, split: Split, pred: &Path)
                 .iter()
                 .zip(&verdicts)
                 .zip(&examples)
-                .map(|((p, v), e)| {
-                    record(
+                .enumerate()
+                .map(|(i, ((p, v), e))| {
+                    let mut r = record(
                         serde_json::Value::from(e.index),
                         p,
                         v,
                         e.difficulty.as_deref(),
-                    )
+                    );
+                    if let Some(t) = ts.as_ref().and_then(|t| t.verdicts.get(i)) {
+                        r.ts = Some(t.ts);
+                        r.ts_first_failing_db = t.ts_first_failing_db.as_deref();
+                    }
+                    r
                 }),
         )?;
     }
@@ -236,6 +275,9 @@ fn eval_benchmark(args: &EvalArgs, bench: &Benchmark, split: Split, pred: &Path)
         wall,
     );
     print_difficulty(&examples, &verdicts);
+    if let Some(ts) = &ts {
+        print_ts(&ts.summary);
+    }
     Ok(())
 }
 
@@ -409,4 +451,25 @@ fn print_difficulty(examples: &[Example], verdicts: &[Verdict]) {
             .collect();
         println!("  by difficulty: {}", parts.join(", "));
     }
+}
+
+/// TS beside EX per hardness level.
+fn print_ts(s: &kidbench_testsuite::TsSummary) {
+    let pct = |a: usize, n: usize| {
+        if n == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.1}", 100.0 * a as f64 / n as f64)
+        }
+    };
+    print!("  {:<10}", "TS %");
+    for h in Hardness::ALL {
+        let l = s.by_hardness.get(h.as_str()).copied().unwrap_or_default();
+        print!("{:>9}", pct(l.ts, l.count));
+    }
+    println!("{:>9}", pct(s.all.ts, s.all.count));
+    println!(
+        "  test suite: {} questions right on the original database but told apart by the suite; {} (question, suite database) pairs skipped because the gold failed there; {} questions without a suite",
+        s.ex_not_ts, s.gold_failed_on_suite, s.questions_without_suite
+    );
 }

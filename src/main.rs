@@ -25,6 +25,22 @@ enum Command {
     Synth(synth_cmd::SynthArgs),
     /// List the known benchmarks and whether their files are present.
     Benchmarks(synth_cmd::BenchmarksArgs),
+    /// Test suites for test-suite accuracy (TS).
+    Testsuite {
+        #[command(subcommand)]
+        cmd: TestsuiteCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum TestsuiteCmd {
+    /// Distil a test suite for a benchmark's dev split (resumable per schema).
+    Build {
+        #[command(flatten)]
+        args: kidbench_testsuite::TestsuiteBuildArgs,
+        #[command(flatten)]
+        data: paths::DataArgs,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,5 +49,18 @@ fn main() -> anyhow::Result<()> {
         Command::Eval(a) => eval_cmd::run(a),
         Command::Synth(a) => synth_cmd::run(a),
         Command::Benchmarks(a) => synth_cmd::list(a),
+        Command::Testsuite {
+            cmd: TestsuiteCmd::Build { args, data },
+        } => {
+            let roots = data.roots();
+            // Opening through the CLI's helper generates synth first when it is the target.
+            synth_cmd::open_benchmark(data, &args.benchmark)?;
+            let m = args.run(&data.registry()?, &roots)?;
+            println!(
+                "{}",
+                kidbench_testsuite::describe_manifest(&m, &args.out_dir(&roots))
+            );
+            Ok(())
+        }
     }
 }

@@ -164,3 +164,74 @@ fn missing_predictions_file_is_named() {
 fn rusqlite_conn(path: &std::path::Path) -> rusqlite::Connection {
     rusqlite::Connection::open(path).unwrap()
 }
+
+#[test]
+fn ts_metric_needs_a_suite_and_then_catches_what_ex_misses() {
+    let data = data_dir();
+    let dir = tempdir();
+    let dbs = dir.path().to_str().unwrap();
+    let gold_file = data.join("spider/dev_gold.sql");
+    let gold: Vec<String> = std::fs::read_to_string(&gold_file)
+        .unwrap()
+        .lines()
+        .map(|l| l.split('\t').next().unwrap().to_string())
+        .collect();
+    // `>` turned into `>=`: right on many original databases, wrong on a boundary row.
+    let mutated: Vec<String> = gold.iter().map(|g| g.replacen(" > ", " >= ", 1)).collect();
+    let pred = dir.path().join("mutated.sql");
+    std::fs::write(&pred, mutated.join("\n")).unwrap();
+    let base = [
+        "eval",
+        "--benchmark",
+        "spider-dev",
+        "--pred",
+        pred.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--databases-dir",
+        dbs,
+        "--metric",
+        "ex,ts",
+    ];
+    let (ok, _, stderr) = run(&base);
+    assert!(!ok, "TS without a suite must fail");
+    assert!(
+        stderr.contains("kidbench testsuite build --benchmark spider-dev"),
+        "{stderr}"
+    );
+
+    let (ok, stdout, stderr) = run(&[
+        "testsuite",
+        "build",
+        "--benchmark",
+        "spider-dev",
+        "--quiet",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--databases-dir",
+        dbs,
+    ]);
+    assert!(ok, "{stdout}\n{stderr}");
+    let out = dir.path().join("v.jsonl");
+    let mut args = base.to_vec();
+    args.extend(["--out", out.to_str().unwrap()]);
+    let (ok, stdout, stderr) = run(&args);
+    assert!(ok, "{stdout}\n{stderr}");
+    let v: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ex = v.iter().filter(|r| r["match"] == true).count();
+    let ts = v.iter().filter(|r| r["ts"] == true).count();
+    assert!(ts < ex, "TS {ts} should be below EX {ex} for >= mutations");
+    assert!(
+        v.iter().all(|r| r["ts"] != true || r["match"] == true),
+        "TS must imply EX"
+    );
+    let caught = v
+        .iter()
+        .find(|r| r["match"] == true && r["ts"] == false)
+        .expect("some prediction is told apart only by the suite");
+    assert!(caught["ts_first_failing_db"].as_str().is_some(), "{caught}");
+}
