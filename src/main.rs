@@ -1,5 +1,6 @@
 //! The `kidbench` command line.
 
+mod doctor;
 mod eval_cmd;
 mod paths;
 mod synth_cmd;
@@ -25,6 +26,8 @@ enum Command {
     Synth(synth_cmd::SynthArgs),
     /// List the known benchmarks and whether their files are present.
     Benchmarks(synth_cmd::BenchmarksArgs),
+    /// Print the libtorch in use, CUDA availability and where data and models are looked for.
+    Doctor(doctor::DoctorArgs),
     /// Test suites for test-suite accuracy (TS).
     Testsuite {
         #[command(subcommand)]
@@ -44,8 +47,12 @@ enum TestsuiteCmd {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Before ANY tch call: CUDA registers only if libtorch_cuda.so is loaded first (it is found
+    // through LD_LIBRARY_PATH on a CUDA machine; absent here, and then we run on CPU).
+    let cuda_loaded = kidbench_model::load_cuda_runtime();
     let cli = Cli::parse();
     match &cli.command {
+        Command::Doctor(a) => doctor::run(a, cuda_loaded),
         Command::Eval(a) => eval_cmd::run(a),
         Command::Synth(a) => synth_cmd::run(a),
         Command::Benchmarks(a) => synth_cmd::list(a),

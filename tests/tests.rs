@@ -3,4 +3,5 @@
 mod util;
 
 mod cli_eval;
+mod doctor;
 mod synth_check;
