@@ -9,6 +9,9 @@
 //! - [`benchmark`]: the benchmark registry (`benchmarks/*.toml`) and Spider/BIRD file loaders.
 
 pub mod benchmark;
+pub mod hardness;
+pub mod prompt;
+pub mod schema;
 pub mod value;
 
 pub use value::{ResultSet, Value};
