@@ -9,7 +9,11 @@
 //! - [`benchmark`]: the benchmark registry (`benchmarks/*.toml`) and Spider/BIRD file loaders.
 
 pub mod benchmark;
+pub mod compare;
+pub mod eval;
+pub mod exec;
 pub mod hardness;
+pub mod normalize;
 pub mod prompt;
 pub mod schema;
 pub mod value;
