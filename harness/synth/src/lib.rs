@@ -1,0 +1,560 @@
+//! `kidbench-synth`: **synth**, kidbench's embedded text-to-SQL benchmark, generated
+//! deterministically from a seed and written in the Spider file format.
+//!
+//! [`generate`] writes into an output directory (by default the repository's
+//! `databases/synth/`, see [`DEFAULT_DIR`]):
+//!
+//! - `database/<db_id>/<db_id>.sqlite`: one SQLite file per schema (34 domains, 3-5 tables each,
+//!   typed columns, primary keys, declared foreign keys, seeded realistic rows);
+//! - `tables.json`: Spider schema entries ([`SpiderSchema`]);
+//! - `train.json`, `dev.json`: [`Pair`]s, split **by database** (dev schemas never appear in
+//!   train);
+//! - `manifest.json`: seed, generator version, counts, SHA-256 of every file ([`Manifest`]).
+//!
+//! The same seed gives byte-identical output; [`is_current`] lets callers skip regeneration.
+//! Questions come from [`templates`]: each template picks its literals from the generated rows,
+//! every gold query is executed during generation (non-empty results, no ties under
+//! `ORDER BY ... LIMIT`), and its Spider hardness is computed from the query structure.
+
+mod data;
+mod spec;
+mod sql;
+mod templates;
+mod words;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use rusqlite::{Connection, OpenFlags};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::data::Db;
+use crate::spec::Split;
+use crate::sql::Query;
+use crate::templates::{Template, TEMPLATES};
+
+pub use crate::templates::FAMILIES;
+
+/// Version of the generator. Bump it whenever output for a given seed changes.
+pub const GENERATOR_VERSION: &str = "synth-1";
+
+/// Default output directory, relative to the repository root (gitignored).
+pub const DEFAULT_DIR: &str = "databases/synth";
+
+/// Errors, each naming the file or database involved.
+#[derive(Debug, thiserror::Error)]
+pub enum SynthError {
+    /// The embedded schema spec is malformed.
+    #[error("schema spec (domains.txt) line {line}: {msg}")]
+    Spec { line: usize, msg: String },
+    /// A database cannot be generated as specified.
+    #[error("database {db_id}: {msg}")]
+    Data { db_id: String, msg: String },
+    /// A template produced a query that is invalid or mislabeled (a generator bug).
+    #[error("database {db_id}, template {template}: {msg} (query: {query})")]
+    Template {
+        db_id: String,
+        template: String,
+        query: String,
+        msg: String,
+    },
+    /// SQLite failed on a file.
+    #[error("sqlite error on {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// Reading or writing a file failed.
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// JSON (de)serialization of a file failed.
+    #[error("json error on {path}: {source}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Spider's hardness levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Hardness {
+    Easy,
+    Medium,
+    Hard,
+    Extra,
+}
+
+impl Hardness {
+    /// All levels, easiest first.
+    pub const ALL: [Hardness; 4] = [
+        Hardness::Easy,
+        Hardness::Medium,
+        Hardness::Hard,
+        Hardness::Extra,
+    ];
+
+    /// Lower-case name, as in the JSON files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hardness::Easy => "easy",
+            Hardness::Medium => "medium",
+            Hardness::Hard => "hard",
+            Hardness::Extra => "extra",
+        }
+    }
+
+    /// Target share of each level (Spider dev: 24/43/17/16 %).
+    pub fn target_share(self) -> f64 {
+        match self {
+            Hardness::Easy => 0.24,
+            Hardness::Medium => 0.43,
+            Hardness::Hard => 0.17,
+            Hardness::Extra => 0.16,
+        }
+    }
+}
+
+/// Generation settings. Output depends on every field (and on [`GENERATOR_VERSION`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SynthConfig {
+    /// Seed of all randomness (data, literals, paraphrases).
+    pub seed: u64,
+    /// Wanted number of train pairs (spread evenly over the train databases).
+    pub n_train_target: usize,
+    /// Wanted number of dev pairs (spread evenly over the dev databases).
+    pub n_dev_target: usize,
+}
+
+impl Default for SynthConfig {
+    fn default() -> Self {
+        SynthConfig {
+            seed: 0,
+            n_train_target: 9000,
+            n_dev_target: 1100,
+        }
+    }
+}
+
+/// One (question, SQL) pair, as stored in `train.json` / `dev.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pair {
+    pub db_id: String,
+    pub question: String,
+    pub query: String,
+    pub hardness: Hardness,
+    pub template: String,
+}
+
+/// A Spider `tables.json` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpiderSchema {
+    pub db_id: String,
+    pub table_names: Vec<String>,
+    pub table_names_original: Vec<String>,
+    pub column_names: Vec<(i64, String)>,
+    pub column_names_original: Vec<(i64, String)>,
+    pub column_types: Vec<String>,
+    pub primary_keys: Vec<usize>,
+    pub foreign_keys: Vec<[usize; 2]>,
+}
+
+/// Per-database line of the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DbSummary {
+    pub db_id: String,
+    pub split: String,
+    pub tables: usize,
+    pub rows: usize,
+    pub pairs: usize,
+}
+
+/// Counts of one split.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitCounts {
+    pub pairs: usize,
+    pub databases: usize,
+    pub by_hardness: BTreeMap<String, usize>,
+    pub by_family: BTreeMap<String, usize>,
+    pub by_template: BTreeMap<String, usize>,
+}
+
+/// `manifest.json`: what was generated, from what, and the SHA-256 of every file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub benchmark: String,
+    pub generator_version: String,
+    pub config: SynthConfig,
+    pub databases: Vec<DbSummary>,
+    /// `"train"` and `"dev"`.
+    pub splits: BTreeMap<String, SplitCounts>,
+    /// Path relative to the output directory -> lower-case hex SHA-256.
+    pub files: BTreeMap<String, String>,
+}
+
+/// Description of one template (for docs and reports).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateInfo {
+    pub name: &'static str,
+    pub family: &'static str,
+    pub level: Hardness,
+}
+
+/// Every template with its family and declared Spider level.
+pub fn templates() -> Vec<TemplateInfo> {
+    TEMPLATES
+        .iter()
+        .map(|t| TemplateInfo {
+            name: t.name,
+            family: t.family,
+            level: t.level,
+        })
+        .collect()
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SynthError + '_ {
+    move |source| SynthError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<(), SynthError> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(|source| SynthError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    bytes.push(b'\n');
+    std::fs::write(path, bytes).map_err(io_err(path))
+}
+
+fn sha256_file(path: &Path) -> Result<String, SynthError> {
+    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    Ok(hex::encode(Sha256::digest(&bytes)))
+}
+
+/// Per-database RNG: independent of thread scheduling and of the other databases.
+fn db_rng(seed: u64, db_id: &str) -> ChaCha8Rng {
+    let mut h = Sha256::new();
+    h.update(b"kidbench-synth\0");
+    h.update(seed.to_le_bytes());
+    h.update(db_id.as_bytes());
+    ChaCha8Rng::from_seed(h.finalize().into())
+}
+
+/// Number of pairs wanted at each level for `n` pairs (largest-remainder rounding).
+fn level_quotas(n: usize) -> [(Hardness, usize); 4] {
+    let mut q = Hardness::ALL.map(|h| (h, (n as f64 * h.target_share()).floor() as usize));
+    let mut rest = n - q.iter().map(|(_, c)| c).sum::<usize>();
+    let mut order: Vec<usize> = (0..4).collect();
+    order.sort_by(|a, b| {
+        let fa = n as f64 * Hardness::ALL[*a].target_share();
+        let fb = n as f64 * Hardness::ALL[*b].target_share();
+        (fb - fb.floor()).total_cmp(&(fa - fa.floor()))
+    });
+    for i in order {
+        if rest == 0 {
+            break;
+        }
+        q[i].1 += 1;
+        rest -= 1;
+    }
+    q
+}
+
+fn run_rows(
+    conn: &Connection,
+    sql: &str,
+) -> Result<Vec<Vec<rusqlite::types::Value>>, rusqlite::Error> {
+    let mut stmt = conn.prepare(sql)?;
+    let n = stmt.column_count();
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let mut row = Vec::with_capacity(n);
+        for i in 0..n {
+            row.push(r.get::<_, rusqlite::types::Value>(i)?);
+        }
+        out.push(row);
+    }
+    Ok(out)
+}
+
+/// Executes a candidate: `Ok(true)` when its result is non-empty, not all NULL, and (for
+/// `ORDER BY ... LIMIT k`) not cut in the middle of a tie.
+fn acceptable(conn: &Connection, q: &Query, sql: &str) -> Result<bool, rusqlite::Error> {
+    let rows = run_rows(conn, sql)?;
+    let Some(first) = rows.first() else {
+        return Ok(false);
+    };
+    if first
+        .iter()
+        .all(|v| matches!(v, rusqlite::types::Value::Null))
+    {
+        return Ok(false);
+    }
+    if let (Some(k), false) = (q.limit, q.order_by.is_empty()) {
+        let mut check = q.clone();
+        check.distinct = false;
+        check.select = q.order_by.iter().map(|(e, _)| e.clone()).collect();
+        check.limit = Some(k + 1);
+        let keys = run_rows(conn, &check.render())?;
+        let k = k as usize;
+        if keys.len() > k && keys[k - 1] == keys[k] {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Draw `n` validated pairs for one database, with the Spider level mix.
+fn sample_pairs(
+    db: &Db,
+    conn: &Connection,
+    n: usize,
+    rng: &mut ChaCha8Rng,
+) -> Result<Vec<Pair>, SynthError> {
+    let db_id = &db.spec.db_id;
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut out: Vec<Pair> = Vec::with_capacity(n);
+    for (level, quota) in level_quotas(n) {
+        let pool: Vec<&Template> = TEMPLATES.iter().filter(|t| t.level == level).collect();
+        let (mut got, mut tries) = (0usize, 0usize);
+        while got < quota && tries < quota * 80 + 500 {
+            tries += 1;
+            let t = pool[rng.random_range(0..pool.len())];
+            let Some(c) = (t.build)(db, rng) else {
+                continue;
+            };
+            if seen.contains(&c.question) {
+                continue;
+            }
+            let sql = c.query.render();
+            let bug = |msg: String| SynthError::Template {
+                db_id: db_id.clone(),
+                template: t.name.to_owned(),
+                query: sql.clone(),
+                msg,
+            };
+            let h = c.query.hardness();
+            if h != t.level {
+                return Err(bug(format!(
+                    "computed hardness {} but template declares {}",
+                    h.as_str(),
+                    t.level.as_str()
+                )));
+            }
+            let mut lits = Vec::new();
+            c.query.collect_literals(&mut lits);
+            if let Some(l) = lits.iter().find(|l| !c.question.contains(&l.text())) {
+                return Err(bug(format!(
+                    "literal {} missing from question: {}",
+                    l.text(),
+                    c.question
+                )));
+            }
+            if !acceptable(conn, &c.query, &sql).map_err(|e| bug(format!("sqlite: {e}")))? {
+                continue;
+            }
+            seen.insert(c.question.clone());
+            out.push(Pair {
+                db_id: db_id.clone(),
+                question: c.question,
+                query: sql,
+                hardness: h,
+                template: t.name.to_owned(),
+            });
+            got += 1;
+        }
+    }
+    out.shuffle(rng);
+    Ok(out)
+}
+
+struct DbOut {
+    schema: SpiderSchema,
+    split: Split,
+    tables: usize,
+    rows: usize,
+    pairs: Vec<Pair>,
+}
+
+fn build_db(
+    spec: &spec::DbSpec,
+    out_dir: &Path,
+    seed: u64,
+    target: usize,
+) -> Result<DbOut, SynthError> {
+    let mut rng = db_rng(seed, &spec.db_id);
+    let db = data::generate_rows(spec, &mut rng)?;
+    let dir = out_dir.join("database").join(&spec.db_id);
+    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let path = dir.join(format!("{}.sqlite", spec.db_id));
+    data::write_sqlite(&db, &path)?;
+    let conn =
+        Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|source| {
+            SynthError::Sqlite {
+                path: path.clone(),
+                source,
+            }
+        })?;
+    let pairs = sample_pairs(&db, &conn, target, &mut rng)?;
+    Ok(DbOut {
+        schema: data::spider_schema(spec),
+        split: spec.split,
+        tables: spec.tables.len(),
+        rows: db.rows.iter().map(Vec::len).sum(),
+        pairs,
+    })
+}
+
+fn counts(pairs: &[Pair], databases: usize) -> SplitCounts {
+    let mut c = SplitCounts {
+        pairs: pairs.len(),
+        databases,
+        ..SplitCounts::default()
+    };
+    for h in Hardness::ALL {
+        c.by_hardness.insert(h.as_str().to_owned(), 0);
+    }
+    for p in pairs {
+        *c.by_hardness
+            .entry(p.hardness.as_str().to_owned())
+            .or_default() += 1;
+        *c.by_template.entry(p.template.clone()).or_default() += 1;
+        if let Some(t) = TEMPLATES.iter().find(|t| t.name == p.template) {
+            *c.by_family.entry(t.family.to_owned()).or_default() += 1;
+        }
+    }
+    c
+}
+
+/// Generate synth into `out_dir` (created if needed): SQLite files, `tables.json`,
+/// `train.json`, `dev.json`, then `manifest.json` (written last, so its presence means the
+/// generation completed).
+pub fn generate(out_dir: &Path, cfg: &SynthConfig) -> Result<Manifest, SynthError> {
+    let specs = spec::parse()?;
+    std::fs::create_dir_all(out_dir).map_err(io_err(out_dir))?;
+    let manifest_path = out_dir.join("manifest.json");
+    if manifest_path.exists() {
+        // Stale until rewritten at the end.
+        std::fs::remove_file(&manifest_path).map_err(io_err(&manifest_path))?;
+    }
+    let n_train = specs
+        .iter()
+        .filter(|s| s.split == Split::Train)
+        .count()
+        .max(1);
+    let n_dev = specs
+        .iter()
+        .filter(|s| s.split == Split::Dev)
+        .count()
+        .max(1);
+    let per_train = cfg.n_train_target.div_ceil(n_train);
+    let per_dev = cfg.n_dev_target.div_ceil(n_dev);
+
+    let outs: Vec<DbOut> = specs
+        .par_iter()
+        .map(|s| {
+            let target = match s.split {
+                Split::Train => per_train,
+                Split::Dev => per_dev,
+            };
+            build_db(s, out_dir, cfg.seed, target)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let schemas: Vec<&SpiderSchema> = outs.iter().map(|o| &o.schema).collect();
+    write_json(&out_dir.join("tables.json"), &schemas)?;
+    let mut splits = BTreeMap::new();
+    for split in [Split::Train, Split::Dev] {
+        let pairs: Vec<Pair> = outs
+            .iter()
+            .filter(|o| o.split == split)
+            .flat_map(|o| o.pairs.iter().cloned())
+            .collect();
+        let ndb = outs.iter().filter(|o| o.split == split).count();
+        write_json(&out_dir.join(format!("{}.json", split.name())), &pairs)?;
+        splits.insert(split.name().to_owned(), counts(&pairs, ndb));
+    }
+
+    let mut files = BTreeMap::new();
+    for o in &outs {
+        let rel = format!("database/{0}/{0}.sqlite", o.schema.db_id);
+        files.insert(rel.clone(), sha256_file(&out_dir.join(&rel))?);
+    }
+    for f in ["tables.json", "train.json", "dev.json"] {
+        files.insert(f.to_owned(), sha256_file(&out_dir.join(f))?);
+    }
+    let manifest = Manifest {
+        benchmark: "synth".to_owned(),
+        generator_version: GENERATOR_VERSION.to_owned(),
+        config: cfg.clone(),
+        databases: outs
+            .iter()
+            .map(|o| DbSummary {
+                db_id: o.schema.db_id.clone(),
+                split: o.split.name().to_owned(),
+                tables: o.tables,
+                rows: o.rows,
+                pairs: o.pairs.len(),
+            })
+            .collect(),
+        splits,
+        files,
+    };
+    write_json(&manifest_path, &manifest)?;
+    Ok(manifest)
+}
+
+/// Read `manifest.json` from an output directory.
+pub fn read_manifest(out_dir: &Path) -> Result<Manifest, SynthError> {
+    let path = out_dir.join("manifest.json");
+    let bytes = std::fs::read(&path).map_err(io_err(&path))?;
+    serde_json::from_slice(&bytes).map_err(|source| SynthError::Json { path, source })
+}
+
+/// Cheap check that `out_dir` holds a complete generation for `cfg` with this generator
+/// version: the manifest matches and every file it lists exists (contents are not hashed).
+pub fn is_current(out_dir: &Path, cfg: &SynthConfig) -> bool {
+    match read_manifest(out_dir) {
+        Ok(m) => {
+            m.generator_version == GENERATOR_VERSION
+                && m.config == *cfg
+                && m.files.keys().all(|f| out_dir.join(f).is_file())
+        }
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotas_sum_and_mix() {
+        for n in [1, 7, 100, 138, 347] {
+            let q = level_quotas(n);
+            assert_eq!(q.iter().map(|x| x.1).sum::<usize>(), n);
+        }
+        let q = level_quotas(100);
+        assert_eq!(q.map(|x| x.1), [24, 43, 17, 16]);
+    }
+
+    #[test]
+    fn spec_parses() {
+        let dbs = spec::parse().expect("embedded spec parses");
+        assert!(dbs.len() >= 25);
+    }
+}
