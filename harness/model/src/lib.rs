@@ -1,0 +1,27 @@
+//! kidbench-model: a Qwen2-architecture causal LM (Qwen1.5/2/2.5, LLaMA) on libtorch via tch.
+//!
+//! - [`Qwen2ForCausalLM`]: forward for training (logits fp32, left padding supported) and
+//!   incremental forward with a caller-owned [`KvCache`].
+//! - [`generate`]: batched KV-cached greedy / sampling generation.
+//! - [`lora`]: LoRA adapters in PEFT's format.
+//! - [`checkpoint`]: HF checkpoint folders (single or sharded safetensors), atomic saves.
+//! - [`device`]: CUDA runtime loading and device choice.
+//!
+//! Parameters are fp32 on CPU and (by [`checkpoint::default_kind`]) bf16 on CUDA.
+
+pub mod checkpoint;
+pub mod device;
+mod error;
+pub mod generate;
+pub mod lora;
+mod qwen2;
+
+pub use checkpoint::{default_kind, load, load_config, load_weights, save, LoadedModel};
+pub use device::{best_device, load_cuda_runtime};
+pub use error::{ModelError, Result};
+pub use generate::{
+    choose_tokens, generate, generate_from_prompts, left_pad, GenerationConfig, GenerationOutput,
+    Sampling,
+};
+pub use lora::{attach_lora, load_adapter, lora_parameters, save_adapter, LoraConfig};
+pub use qwen2::{Config, KvCache, Qwen2ForCausalLM, TokenIds};
