@@ -6,12 +6,17 @@
 //! teacher) logits into a loss, the host runs backward, clipping and the optimizer, and times each
 //! part separately.
 
+pub mod bench;
 pub mod cache;
 pub mod data;
 pub mod error;
+pub mod lm;
 pub mod method;
 pub mod optim;
 pub mod presets;
+pub mod run;
 pub mod trainer;
 
 pub use error::TrainError;
+
+pub use run::{run, teacher, CommonArgs, RunArgs, RunSummary, TeacherArgs, TeacherSummary};
