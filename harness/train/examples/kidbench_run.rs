@@ -17,7 +17,12 @@ fn main() -> anyhow::Result<()> {
         let hard: Vec<String> = m
             .by_hardness
             .iter()
-            .map(|(h, (n, k))| format!("{h} {:.1}% ({k}/{n})", 100.0 * *k as f64 / (*n).max(1) as f64))
+            .map(|(h, (n, k))| {
+                format!(
+                    "{h} {:.1}% ({k}/{n})",
+                    100.0 * *k as f64 / (*n).max(1) as f64
+                )
+            })
             .collect();
         println!(
             "{:>8}: EX {:.1}% on {} | train {:.0}s, generate {:.0}s | {}",
@@ -35,7 +40,11 @@ fn main() -> anyhow::Result<()> {
     }
     println!(
         "teacher {}; total {:.0}s",
-        if s.teacher_reused { "reused from cache" } else { "trained" },
+        if s.teacher_reused {
+            "reused from cache"
+        } else {
+            "trained"
+        },
         s.total_seconds
     );
     Ok(())

@@ -42,7 +42,10 @@ pub fn open(name: &str, data_dir: &Path, databases_dir: &Path) -> anyhow::Result
         let out = databases_dir.join("synth");
         let cfg = kidbench_synth::SynthConfig::default();
         if !kidbench_synth::is_current(&out, &cfg) {
-            eprintln!("kidbench: generating the synth benchmark in {}", out.display());
+            eprintln!(
+                "kidbench: generating the synth benchmark in {}",
+                out.display()
+            );
             kidbench_synth::generate(&out, &cfg)
                 .with_context(|| format!("generating synth into {}", out.display()))?;
         }
@@ -55,13 +58,15 @@ pub fn load_split(
     bench: &Benchmark,
     split: Split,
     limit: Option<usize>,
+    options: &PromptOptions,
 ) -> anyhow::Result<SplitData> {
     let examples = bench
         .examples(split)
         .with_context(|| format!("loading the {split} split of {}", bench.name()))?;
     let schemas: BTreeMap<String, Schema> = match bench.tables_path(split) {
-        Some(p) if p.is_file() => load_tables_json_map(&p)
-            .with_context(|| format!("reading schemas {}", p.display()))?,
+        Some(p) if p.is_file() => {
+            load_tables_json_map(&p).with_context(|| format!("reading schemas {}", p.display()))?
+        }
         _ => BTreeMap::new(),
     };
     let use_evidence = bench.spec.evidence;
@@ -81,8 +86,10 @@ pub fn load_split(
                                 format!("reading the schema of {}", path.display())
                             })?,
                         };
-                        let p = DatabasePrompter::new(&path, &schema, PromptOptions::default())
-                            .with_context(|| format!("building the prompt of {}", path.display()))?;
+                        let p = DatabasePrompter::new(&path, &schema, options.clone())
+                            .with_context(|| {
+                                format!("building the prompt of {}", path.display())
+                            })?;
                         databases.insert(ex.db_id.clone(), path);
                         Some(p)
                     }
@@ -127,8 +134,7 @@ pub fn load_split(
 /// SHA-256 (hex) of a file.
 pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
     use sha2::{Digest, Sha256};
-    let mut f =
-        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut h = Sha256::new();
     std::io::copy(&mut f, &mut h).with_context(|| format!("reading {}", path.display()))?;
     Ok(hex::encode(h.finalize()))

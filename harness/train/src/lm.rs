@@ -37,7 +37,9 @@ pub fn parse_device(s: &str) -> anyhow::Result<Device> {
             if tch::Cuda::is_available() {
                 Ok(Device::Cuda(0))
             } else {
-                anyhow::bail!("--device cuda: CUDA is not available on this machine (use auto or cpu)")
+                anyhow::bail!(
+                    "--device cuda: CUDA is not available on this machine (use auto or cpu)"
+                )
             }
         }
         other => anyhow::bail!("unknown device '{other}'; use auto, cpu or cuda"),

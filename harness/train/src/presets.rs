@@ -40,7 +40,7 @@ pub const SCRATCH: &[ScratchSpec] = &[
         kv_heads: 2,
         intermediate: 256,
         max_positions: 1024,
-        default_steps: 300,
+        default_steps: 150,
         default_lr: 2e-3,
     },
     ScratchSpec {
@@ -51,7 +51,7 @@ pub const SCRATCH: &[ScratchSpec] = &[
         kv_heads: 2,
         intermediate: 512,
         max_positions: 1024,
-        default_steps: 1200,
+        default_steps: 400,
         default_lr: 1.5e-3,
     },
     ScratchSpec {

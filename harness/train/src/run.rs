@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::Context;
 use kidbench_sql::benchmark::{Benchmark, Split};
 use kidbench_sql::eval::{evaluate, summarize, EvalOptions, Pair, Summary, Verdict};
+use kidbench_sql::prompt::PromptOptions;
 use kidbench_tokenizer::SqlTokenizer;
 use sha2::{Digest, Sha256};
 use tch::Device;
@@ -47,7 +48,7 @@ pub struct CommonArgs {
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// Vocabulary size of the BPE tokenizer trained for from-scratch presets.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 2048)]
     pub vocab_size: usize,
     /// Use at most this many training questions (quick runs, tests).
     #[arg(long)]
@@ -127,7 +128,7 @@ impl Default for CommonArgs {
             micro_batch_size: None,
             seed: 42,
             device: "auto".into(),
-            vocab_size: 1024,
+            vocab_size: 2048,
             max_train: None,
             quiet: false,
         }
@@ -195,6 +196,7 @@ fn hash_json(v: &serde_json::Value) -> String {
 /// Everything needed to train on a benchmark with given models.
 struct Setup {
     bench: Benchmark,
+    prompt_options: PromptOptions,
     train: SplitData,
     tok: SqlTokenizer,
     device: Device,
@@ -226,8 +228,13 @@ fn tokenizer(
     let mut hf: Option<SqlTokenizer> = None;
     for m in models {
         if let Resolved::Local { dir, spec } = m {
-            let t = SqlTokenizer::load(dir)
-                .with_context(|| format!("loading the tokenizer of {} from {}", spec.name, dir.display()))?;
+            let t = SqlTokenizer::load(dir).with_context(|| {
+                format!(
+                    "loading the tokenizer of {} from {}",
+                    spec.name,
+                    dir.display()
+                )
+            })?;
             if let Some(first) = &hf {
                 kidbench_tokenizer::check_compatible(&t, first)
                     .map_err(|e| TrainError::TokenizerMismatch(e.to_string()))?;
@@ -256,10 +263,24 @@ fn tokenizer(
     Ok(tok)
 }
 
+/// The CodeS prompt for named models; for from-scratch models the same prompt without the sample
+/// values (half as long, which is what makes the default CPU run fit its time budget).
+fn prompt_options(models: &[&Resolved]) -> PromptOptions {
+    if models.iter().all(|m| matches!(m, Resolved::Scratch(_))) {
+        PromptOptions {
+            sample_values: 0,
+            ..PromptOptions::default()
+        }
+    } else {
+        PromptOptions::default()
+    }
+}
+
 fn setup(common: &CommonArgs, models: &[&Resolved]) -> anyhow::Result<Setup> {
     let device = lm::parse_device(&common.device)?;
     let bench = bench::open(&common.benchmark, &common.data_dir, &common.databases_dir)?;
-    let train = bench::load_split(&bench, Split::Train, common.max_train)?;
+    let prompt_options = prompt_options(models);
+    let train = bench::load_split(&bench, Split::Train, common.max_train, &prompt_options)?;
     if train.items.is_empty() {
         anyhow::bail!(
             "benchmark '{}' has no usable training question (databases missing?)",
@@ -267,12 +288,17 @@ fn setup(common: &CommonArgs, models: &[&Resolved]) -> anyhow::Result<Setup> {
         );
     }
     let mut train_checksums = bench::file_checksums(&bench, Split::Train)?;
+    train_checksums.insert(
+        "prompt_sample_values".into(),
+        prompt_options.sample_values.to_string(),
+    );
     if let Some(n) = common.max_train {
         train_checksums.insert("max_train".into(), n.to_string());
     }
     let tok = tokenizer(models, &train, &train_checksums, common.vocab_size)?;
     Ok(Setup {
         bench,
+        prompt_options,
         train,
         tok,
         device,
@@ -289,7 +315,12 @@ fn encode_train(setup: &Setup, preset: &Resolved) -> anyhow::Result<Vec<Example>
         .map(|it| {
             let e = setup
                 .tok
-                .encode_pair(&it.prompt, &it.gold, p.max_prompt_tokens(), p.max_target_tokens())
+                .encode_pair(
+                    &it.prompt,
+                    &it.gold,
+                    p.max_prompt_tokens(),
+                    p.max_target_tokens(),
+                )
                 .with_context(|| format!("encoding train question {}", it.index))?;
             Ok(Example {
                 input_ids: e.input_ids,
@@ -359,7 +390,8 @@ fn teacher_model(
     let done = dir.join("teacher.json");
     if done.is_file() {
         let report: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(&done).with_context(|| format!("reading {}", done.display()))?,
+            &std::fs::read_to_string(&done)
+                .with_context(|| format!("reading {}", done.display()))?,
         )
         .with_context(|| format!("parsing {}", done.display()))?;
         let lm = lm::load_dir(&dir.join("model"), setup.device)?;
@@ -372,8 +404,11 @@ fn teacher_model(
         });
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    write_atomic(&dir.join("key.json"), serde_json::to_string_pretty(&key)?.as_bytes())
-        .with_context(|| format!("writing {}", dir.join("key.json").display()))?;
+    write_atomic(
+        &dir.join("key.json"),
+        serde_json::to_string_pretty(&key)?.as_bytes(),
+    )
+    .with_context(|| format!("writing {}", dir.join("key.json").display()))?;
     let data = encode_train(setup, resolved)?;
     let lm = lm::initial_model(resolved, &setup.tok, setup.device, common.seed)?;
     let opts = TrainOptions {
@@ -451,7 +486,11 @@ fn score(
                 .with_context(|| format!("encoding dev question {}", it.index))
         })
         .collect::<anyhow::Result<_>>()?;
-    let bar = progress_bar(prompts.len(), &format!("generate {name}"), args.common.quiet);
+    let bar = progress_bar(
+        prompts.len(),
+        &format!("generate {name}"),
+        args.common.quiet,
+    );
     let g = lm::generate_sql(
         &lm.model,
         tok,
@@ -527,7 +566,13 @@ fn run_id(args: &RunArgs) -> anyhow::Result<String> {
     let h = hash_json(&v);
     let safe = |s: &str| -> String {
         s.chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect()
     };
     Ok(format!(
@@ -541,7 +586,8 @@ fn run_id(args: &RunArgs) -> anyhow::Result<String> {
 }
 
 /// The columns of `results.csv`.
-pub const CSV_HEADER: &str = "run_id,method,params,teacher,student,benchmark,hardness,metric,value,n";
+pub const CSV_HEADER: &str =
+    "run_id,method,params,teacher,student,benchmark,hardness,metric,value,n";
 
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
@@ -560,8 +606,20 @@ struct Csv<'a> {
 }
 
 impl Csv<'_> {
-    fn push(&mut self, method: &str, params: &str, hardness: &str, metric: &str, value: f64, n: usize) {
-        let student = if method == "teacher" { "" } else { self.student };
+    fn push(
+        &mut self,
+        method: &str,
+        params: &str,
+        hardness: &str,
+        metric: &str,
+        value: f64,
+        n: usize,
+    ) {
+        let student = if method == "teacher" {
+            ""
+        } else {
+            self.student
+        };
         self.rows.push(
             [
                 self.run_id,
@@ -583,19 +641,47 @@ impl Csv<'_> {
     }
 
     fn scores(&mut self, method: &str, params: &str, s: &Scored, sft_latency: Option<f64>) {
-        self.push(method, params, "all", "ex", s.summary.ex, s.summary.evaluated);
+        self.push(
+            method,
+            params,
+            "all",
+            "ex",
+            s.summary.ex,
+            s.summary.evaluated,
+        );
         for h in ["easy", "medium", "hard", "extra"] {
             let (n, m) = s.summary.by_hardness.get(h).copied().unwrap_or((0, 0));
             let ex = if n == 0 { 0.0 } else { m as f64 / n as f64 };
             self.push(method, params, h, "ex", ex, n);
         }
         let n = s.summary.total;
-        self.push(method, params, "all", "train_seconds", s.score.train_seconds, n);
-        self.push(method, params, "all", "generate_seconds", s.score.generate_seconds, n);
+        self.push(
+            method,
+            params,
+            "all",
+            "train_seconds",
+            s.score.train_seconds,
+            n,
+        );
+        self.push(
+            method,
+            params,
+            "all",
+            "generate_seconds",
+            s.score.generate_seconds,
+            n,
+        );
         let latency = s.score.generate_seconds / n.max(1) as f64;
         self.push(method, params, "all", "latency_seconds", latency, n);
         if let Some(base) = sft_latency {
-            self.push(method, params, "all", "latency_vs_sft", latency / base.max(1e-12), n);
+            self.push(
+                method,
+                params,
+                "all",
+                "latency_vs_sft",
+                latency / base.max(1e-12),
+                n,
+            );
         }
         self.push(
             method,
@@ -632,7 +718,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<RunSummary> {
         .map(|m| method::by_name(m))
         .collect::<Result<_, _>>()?;
     if methods.is_empty() {
-        anyhow::bail!("--methods names no method; available: {}", method::METHODS.join(", "));
+        anyhow::bail!(
+            "--methods names no method; available: {}",
+            method::METHODS.join(", ")
+        );
     }
     let teacher_res = presets::resolve(&args.teacher, args.teacher_dir.as_deref())?;
     let student_res = presets::resolve(&args.student, args.student_dir.as_deref())?;
@@ -647,9 +736,17 @@ pub fn run(args: &RunArgs) -> anyhow::Result<RunSummary> {
             .with_context(|| format!("creating {}", dir.join(sub).display()))?;
     }
 
-    let dev = bench::load_split(&setup.bench, Split::Dev, args.max_dev)?;
+    let dev = bench::load_split(
+        &setup.bench,
+        Split::Dev,
+        args.max_dev,
+        &setup.prompt_options,
+    )?;
     if dev.items.is_empty() {
-        anyhow::bail!("benchmark '{}' has no usable dev question", setup.bench.name());
+        anyhow::bail!(
+            "benchmark '{}' has no usable dev question",
+            setup.bench.name()
+        );
     }
     let hardness: Vec<Option<String>> = dev
         .items
@@ -669,6 +766,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<RunSummary> {
         "args": args,
         "teacher": {"preset": teacher_res.name(), "train": teacher_cfg},
         "student": {"preset": student_res.name(), "train": student_cfg},
+        "prompt_sample_values": setup.prompt_options.sample_values,
         "device": format!("{:?}", setup.device),
         "tokenizer": {"vocab_size": setup.tok.vocab_size(), "vocab_sha256": setup.tok.vocab_sha256()},
         "train_questions": setup.train.items.len(),
@@ -677,24 +775,33 @@ pub fn run(args: &RunArgs) -> anyhow::Result<RunSummary> {
         "dev_skipped_missing_database": dev.skipped_missing_db,
         "benchmark_files": setup.train_checksums,
     });
-    write_atomic(&dir.join("config.json"), serde_json::to_string_pretty(&config)?.as_bytes())
-        .context("writing config.json")?;
+    write_atomic(
+        &dir.join("config.json"),
+        serde_json::to_string_pretty(&config)?.as_bytes(),
+    )
+    .context("writing config.json")?;
     let versions = serde_json::json!({
         "kidbench": env!("CARGO_PKG_VERSION"),
         "tch": "0.24.0",
         "libtorch": env!("KIDBENCH_LIBTORCH"),
         "rustc": env!("KIDBENCH_RUSTC"),
     });
-    write_atomic(&dir.join("versions.json"), serde_json::to_string_pretty(&versions)?.as_bytes())
-        .context("writing versions.json")?;
+    write_atomic(
+        &dir.join("versions.json"),
+        serde_json::to_string_pretty(&versions)?.as_bytes(),
+    )
+    .context("writing versions.json")?;
     let mut dbs: BTreeMap<String, String> = BTreeMap::new();
     for (split, data) in [("train", &setup.train), ("dev", &dev)] {
         for (db, path) in &data.databases {
             dbs.insert(format!("{split}/{db}"), bench::sha256_file(path)?);
         }
     }
-    write_atomic(&dir.join("databases.sha256.json"), serde_json::to_string_pretty(&dbs)?.as_bytes())
-        .context("writing databases.sha256.json")?;
+    write_atomic(
+        &dir.join("databases.sha256.json"),
+        serde_json::to_string_pretty(&dbs)?.as_bytes(),
+    )
+    .context("writing databases.sha256.json")?;
 
     // Teacher.
     let teacher = teacher_model(&setup, &teacher_res, &args.common, args.teacher_steps, None)?;
@@ -770,7 +877,14 @@ pub fn run(args: &RunArgs) -> anyhow::Result<RunSummary> {
         .map(|(_, s, _)| s.score.generate_seconds / s.summary.total.max(1) as f64);
     for (name, s, r) in &scored {
         csv.scores(name, "", s, sft_latency);
-        csv.push(name, "", "all", "train_tokens_per_second", r.tokens_per_second, r.steps_done);
+        csv.push(
+            name,
+            "",
+            "all",
+            "train_tokens_per_second",
+            r.tokens_per_second,
+            r.steps_done,
+        );
         csv.push(name, "", "all", "final_loss", r.final_loss, r.steps_done);
     }
     write_lines(&dir.join("results.csv"), &csv.rows)?;

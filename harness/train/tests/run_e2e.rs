@@ -66,19 +66,30 @@ fn mini_run_writes_all_result_files() {
     assert_eq!(lines.next(), Some(CSV_HEADER));
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert!(rows.iter().all(|r| r.len() == 10), "{csv}");
-    for (method, hardness) in [("teacher", "all"), ("sft", "all"), ("sft", "easy"), ("sft", "extra")] {
+    for (method, hardness) in [
+        ("teacher", "all"),
+        ("sft", "all"),
+        ("sft", "easy"),
+        ("sft", "extra"),
+    ] {
         assert!(
-            rows.iter().any(|r| r[1] == method && r[6] == hardness && r[7] == "ex"),
+            rows.iter()
+                .any(|r| r[1] == method && r[6] == hardness && r[7] == "ex"),
             "no ex row for {method}/{hardness}\n{csv}"
         );
     }
-    assert!(rows.iter().any(|r| r[1] == "sft" && r[7] == "latency_vs_sft"));
-    assert!(rows.iter().any(|r| r[1] == "sft" && r[7] == "train_seconds"));
+    assert!(rows
+        .iter()
+        .any(|r| r[1] == "sft" && r[7] == "latency_vs_sft"));
+    assert!(rows
+        .iter()
+        .any(|r| r[1] == "sft" && r[7] == "train_seconds"));
     let dbs: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("databases.sha256.json")).unwrap())
             .unwrap();
     assert!(dbs.as_object().is_some_and(|o| !o.is_empty()
-        && o.values().all(|v| v.as_str().is_some_and(|h| h.len() == 64))));
+        && o.values()
+            .all(|v| v.as_str().is_some_and(|h| h.len() == 64))));
 
     // The second run reuses the cached teacher.
     let s2 = kidbench_train::run(&args).expect("second mini run");
@@ -90,20 +101,32 @@ fn mini_run_writes_all_result_files() {
     let mut a = mini(out.path());
     a.common.benchmark = "nope".into();
     let e = err(&a);
-    assert!(e.contains("unknown benchmark 'nope'") && e.contains("synth"), "{e}");
+    assert!(
+        e.contains("unknown benchmark 'nope'") && e.contains("synth"),
+        "{e}"
+    );
     let mut a = mini(out.path());
     a.methods = vec!["sft".into(), "magic".into()];
     let e = err(&a);
-    assert!(e.contains("unknown method 'magic'") && e.contains("sft"), "{e}");
+    assert!(
+        e.contains("unknown method 'magic'") && e.contains("sft"),
+        "{e}"
+    );
     let mut a = mini(out.path());
     a.student = "tiny-xxl".into();
     let e = err(&a);
-    assert!(e.contains("unknown model preset 'tiny-xxl'") && e.contains("tiny-m"), "{e}");
+    assert!(
+        e.contains("unknown model preset 'tiny-xxl'") && e.contains("tiny-m"),
+        "{e}"
+    );
     let mut a = mini(out.path());
     a.teacher = "qwen-7b".into();
     a.teacher_dir = Some(home.path().join("no-such-model"));
     let e = err(&a);
-    assert!(e.contains("no-such-model") && e.contains("config.json"), "{e}");
+    assert!(
+        e.contains("no-such-model") && e.contains("config.json"),
+        "{e}"
+    );
 }
 
 #[test]
