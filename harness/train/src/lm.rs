@@ -1,0 +1,154 @@
+//! Glue to `kidbench-model`: building from-scratch presets, loading local HF models, saving,
+//! the trainer's [`CausalLm`] view, device selection and batched greedy generation.
+
+use std::path::Path;
+
+use anyhow::Context;
+use kidbench_model::{checkpoint, Config, GenerationConfig, Qwen2ForCausalLM, Sampling};
+use kidbench_tokenizer::SqlTokenizer;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+use crate::presets::{scratch_config_json, Resolved, ScratchSpec};
+use crate::trainer::CausalLm;
+
+/// A model and the store holding its parameters.
+pub struct Lm {
+    pub vs: VarStore,
+    pub model: Qwen2ForCausalLM,
+}
+
+impl CausalLm for Qwen2ForCausalLM {
+    fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor) -> anyhow::Result<Tensor> {
+        Qwen2ForCausalLM::forward(self, input_ids, attention_mask).map_err(anyhow::Error::from)
+    }
+}
+
+/// `auto` | `cpu` | `cuda`.
+pub fn parse_device(s: &str) -> anyhow::Result<Device> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "cpu" => Ok(Device::Cpu),
+        "auto" => {
+            kidbench_model::load_cuda_runtime();
+            Ok(kidbench_model::best_device())
+        }
+        "cuda" | "gpu" => {
+            kidbench_model::load_cuda_runtime();
+            if tch::Cuda::is_available() {
+                Ok(Device::Cuda(0))
+            } else {
+                anyhow::bail!(
+                    "--device cuda: CUDA is not available on this machine (use auto or cpu)"
+                )
+            }
+        }
+        other => anyhow::bail!("unknown device '{other}'; use auto, cpu or cuda"),
+    }
+}
+
+/// A fresh, seeded from-scratch model whose vocabulary is the tokenizer's.
+pub fn build_scratch(
+    spec: &ScratchSpec,
+    tok: &SqlTokenizer,
+    device: Device,
+    seed: u64,
+) -> anyhow::Result<Lm> {
+    let json = scratch_config_json(
+        spec,
+        tok.vocab_size() as i64,
+        tok.bos_id().unwrap_or(tok.eos_id()),
+        tok.eos_id(),
+    );
+    let cfg: Config = serde_json::from_value(json)
+        .with_context(|| format!("building the config of preset {}", spec.name))?;
+    tch::manual_seed(seed as i64);
+    let vs = VarStore::new(device);
+    let model = Qwen2ForCausalLM::new(&vs.root(), &cfg)
+        .with_context(|| format!("building model for preset {}", spec.name))?;
+    Ok(Lm { vs, model })
+}
+
+/// Loads a saved checkpoint folder (HF layout) in fp32 on CPU, bf16 on CUDA.
+pub fn load_dir(dir: &Path, device: Device) -> anyhow::Result<Lm> {
+    let kind = match device {
+        Device::Cpu => Kind::Float,
+        _ => checkpoint::default_kind(device),
+    };
+    let loaded = checkpoint::load(dir, device, kind)
+        .with_context(|| format!("loading model from {}", dir.display()))?;
+    Ok(Lm {
+        vs: loaded.vs,
+        model: loaded.model,
+    })
+}
+
+/// The student/teacher model of a resolved preset, before training.
+pub fn initial_model(
+    resolved: &Resolved,
+    tok: &SqlTokenizer,
+    device: Device,
+    seed: u64,
+) -> anyhow::Result<Lm> {
+    match resolved {
+        Resolved::Scratch(spec) => build_scratch(spec, tok, device, seed),
+        Resolved::Local { dir, .. } => load_dir(dir, device),
+    }
+}
+
+pub fn save(dir: &Path, lm: &Lm) -> anyhow::Result<()> {
+    checkpoint::save(dir, &lm.model).with_context(|| format!("saving model to {}", dir.display()))
+}
+
+/// Result of [`generate_sql`]: one SQL line per prompt, in input order.
+pub struct Generated {
+    pub sql: Vec<String>,
+    pub seconds: f64,
+    pub new_tokens: usize,
+}
+
+/// Collapses a generated query onto one line.
+pub fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Greedy, KV-cached, batched decoding of `prompts` (token ids, BOS + prompt). Prompts are sorted
+/// by length so batches carry little padding; outputs come back in input order.
+pub fn generate_sql(
+    model: &Qwen2ForCausalLM,
+    tok: &SqlTokenizer,
+    prompts: &[Vec<i64>],
+    batch_size: usize,
+    max_new_tokens: i64,
+    progress: Option<&indicatif::ProgressBar>,
+) -> anyhow::Result<Generated> {
+    let start = std::time::Instant::now();
+    let mut order: Vec<usize> = (0..prompts.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(prompts[i].len()));
+    let cfg = GenerationConfig {
+        max_new_tokens,
+        sampling: Sampling::Greedy,
+        eos_token_ids: tok.stop_ids(),
+        pad_token_id: tok.pad_id(),
+        seed: 0,
+        return_logprobs: false,
+    };
+    let mut out = vec![String::new(); prompts.len()];
+    let mut new_tokens = 0usize;
+    for chunk in order.chunks(batch_size.max(1)) {
+        let batch: Vec<Vec<i64>> = chunk.iter().map(|&i| prompts[i].clone()).collect();
+        let g = kidbench_model::generate_from_prompts(model, &batch, &cfg)
+            .context("generating predictions")?;
+        for (&i, toks) in chunk.iter().zip(&g.tokens) {
+            new_tokens += toks.len();
+            out[i] = one_line(&tok.decode(toks).context("decoding a prediction")?);
+        }
+        if let Some(p) = progress {
+            p.inc(chunk.len() as u64);
+        }
+    }
+    Ok(Generated {
+        sql: out,
+        seconds: start.elapsed().as_secs_f64(),
+        new_tokens,
+    })
+}

@@ -1,0 +1,251 @@
+//! Model presets: small from-scratch Qwen2 models and named Hugging Face models in local folders.
+//!
+//! Nothing is downloaded: a named model is read from `--model-dir`, or `$KIDBENCH_MODELS/<name>`
+//! (default `$KIDBENCH_HOME/models/<name>`, `~/.cache/kidbench/models/<name>`).
+
+use std::path::{Path, PathBuf};
+
+use crate::TrainError;
+
+/// A from-scratch Qwen2 model; the vocabulary is that of the trained BPE tokenizer.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct ScratchSpec {
+    pub name: &'static str,
+    pub hidden: i64,
+    pub layers: i64,
+    pub heads: i64,
+    pub kv_heads: i64,
+    pub intermediate: i64,
+    pub max_positions: i64,
+    /// Steps of the default run when this preset is trained from scratch.
+    pub default_steps: usize,
+    pub default_lr: f64,
+}
+
+/// A Hugging Face model expected in a local folder (HF layout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct HfSpec {
+    pub name: &'static str,
+    pub aliases: &'static [&'static str],
+    /// The Hugging Face repository it comes from (for the error message; never fetched).
+    pub hf_repo: &'static str,
+}
+
+pub const SCRATCH: &[ScratchSpec] = &[
+    ScratchSpec {
+        name: "tiny-s",
+        hidden: 64,
+        layers: 2,
+        heads: 4,
+        kv_heads: 2,
+        intermediate: 256,
+        max_positions: 1024,
+        default_steps: 150,
+        default_lr: 2e-3,
+    },
+    ScratchSpec {
+        name: "tiny-m",
+        hidden: 128,
+        layers: 2,
+        heads: 4,
+        kv_heads: 2,
+        intermediate: 512,
+        max_positions: 1024,
+        default_steps: 400,
+        default_lr: 1.5e-3,
+    },
+    ScratchSpec {
+        name: "tiny-l",
+        hidden: 192,
+        layers: 3,
+        heads: 4,
+        kv_heads: 4,
+        intermediate: 768,
+        max_positions: 1024,
+        default_steps: 1500,
+        default_lr: 1e-3,
+    },
+];
+
+pub const HF: &[HfSpec] = &[
+    HfSpec {
+        name: "qwen1.5-0.5b",
+        aliases: &["qwen-0.5b"],
+        hf_repo: "Qwen/Qwen1.5-0.5B",
+    },
+    HfSpec {
+        name: "qwen1.5-1.8b",
+        aliases: &["qwen-1.8b"],
+        hf_repo: "Qwen/Qwen1.5-1.8B",
+    },
+    HfSpec {
+        name: "qwen1.5-4b",
+        aliases: &["qwen-4b"],
+        hf_repo: "Qwen/Qwen1.5-4B",
+    },
+    HfSpec {
+        name: "qwen1.5-7b",
+        aliases: &["qwen-7b"],
+        hf_repo: "Qwen/Qwen1.5-7B",
+    },
+    HfSpec {
+        name: "tinyllama-1.1b",
+        aliases: &[],
+        hf_repo: "TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T",
+    },
+    HfSpec {
+        name: "llama2-7b",
+        aliases: &[],
+        hf_repo: "meta-llama/Llama-2-7b-hf",
+    },
+];
+
+/// A preset looked up by name or alias.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Preset {
+    Scratch(&'static ScratchSpec),
+    Hf(&'static HfSpec),
+}
+
+impl Preset {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Preset::Scratch(s) => s.name,
+            Preset::Hf(h) => h.name,
+        }
+    }
+
+    /// Token limits: the tiny presets use short prompts; HF models the paper's 1024 in / 128 out.
+    pub fn max_prompt_tokens(&self) -> usize {
+        match self {
+            Preset::Scratch(_) => 384,
+            Preset::Hf(_) => 1024,
+        }
+    }
+
+    pub fn max_target_tokens(&self) -> usize {
+        128
+    }
+}
+
+/// Every preset name (aliases excluded), in the order of the docs.
+pub fn names() -> Vec<String> {
+    SCRATCH
+        .iter()
+        .map(|s| s.name.to_string())
+        .chain(HF.iter().map(|h| h.name.to_string()))
+        .collect()
+}
+
+/// Looks a preset up by name or alias (case-insensitive).
+pub fn lookup(name: &str) -> Result<Preset, TrainError> {
+    let n = name.trim().to_ascii_lowercase();
+    if let Some(s) = SCRATCH.iter().find(|s| s.name == n) {
+        return Ok(Preset::Scratch(s));
+    }
+    if let Some(h) = HF
+        .iter()
+        .find(|h| h.name == n || h.aliases.contains(&n.as_str()))
+    {
+        return Ok(Preset::Hf(h));
+    }
+    let mut available = names();
+    for h in HF {
+        available.extend(h.aliases.iter().map(|a| format!("{a} (= {})", h.name)));
+    }
+    Err(TrainError::UnknownPreset {
+        name: name.to_string(),
+        available,
+    })
+}
+
+/// Where named models live when no `--model-dir` is given.
+pub fn models_root() -> PathBuf {
+    if let Some(d) = std::env::var_os("KIDBENCH_MODELS") {
+        return PathBuf::from(d);
+    }
+    crate::cache::kidbench_home().join("models")
+}
+
+/// The files a local HF model folder must hold, with the ones missing from `dir`.
+pub fn missing_model_files(dir: &Path) -> Vec<String> {
+    let mut missing = Vec::new();
+    for f in ["config.json", "tokenizer.json"] {
+        if !dir.join(f).is_file() {
+            missing.push(f.to_string());
+        }
+    }
+    if !dir.join("model.safetensors").is_file()
+        && !dir.join("model.safetensors.index.json").is_file()
+    {
+        missing.push("model.safetensors (or model.safetensors.index.json with its shards)".into());
+    }
+    missing
+}
+
+/// A preset bound to where its weights come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resolved {
+    /// Trained from scratch with a kidbench tokenizer.
+    Scratch(&'static ScratchSpec),
+    /// A local HF folder (config.json, tokenizer.json, model.safetensors[.index.json]).
+    Local { spec: &'static HfSpec, dir: PathBuf },
+}
+
+impl Resolved {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Resolved::Scratch(s) => s.name,
+            Resolved::Local { spec, .. } => spec.name,
+        }
+    }
+}
+
+/// Resolves a preset name; a named model must exist in `model_dir` or `models_root()/<name>`.
+pub fn resolve(name: &str, model_dir: Option<&Path>) -> Result<Resolved, TrainError> {
+    match lookup(name)? {
+        Preset::Scratch(s) => Ok(Resolved::Scratch(s)),
+        Preset::Hf(h) => {
+            let dir = model_dir
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| models_root().join(h.name));
+            let missing = missing_model_files(&dir);
+            if !missing.is_empty() {
+                return Err(TrainError::MissingModel {
+                    name: format!("{} ({})", h.name, h.hf_repo),
+                    dir_exists: dir.is_dir(),
+                    dir,
+                    missing,
+                });
+            }
+            Ok(Resolved::Local { spec: h, dir })
+        }
+    }
+}
+
+/// The Hugging Face `config.json` of a from-scratch preset (Qwen2 architecture).
+pub fn scratch_config_json(
+    spec: &ScratchSpec,
+    vocab_size: i64,
+    bos_id: i64,
+    eos_id: i64,
+) -> serde_json::Value {
+    serde_json::json!({
+        "architectures": ["Qwen2ForCausalLM"],
+        "model_type": "qwen2",
+        "vocab_size": vocab_size,
+        "hidden_size": spec.hidden,
+        "intermediate_size": spec.intermediate,
+        "num_hidden_layers": spec.layers,
+        "num_attention_heads": spec.heads,
+        "num_key_value_heads": spec.kv_heads,
+        "max_position_embeddings": spec.max_positions,
+        "rope_theta": 10000.0,
+        "rms_norm_eps": 1e-6,
+        "hidden_act": "silu",
+        "tie_word_embeddings": true,
+        "bos_token_id": bos_id,
+        "eos_token_id": eos_id,
+        "torch_dtype": "float32",
+    })
+}

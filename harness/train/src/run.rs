@@ -1,0 +1,914 @@
+//! `kidbench run` and `kidbench teacher`: tokenizer, teacher (trained once and cached), students
+//! per method, dev predictions, execution scoring and the results folder.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use kidbench_sql::benchmark::{Benchmark, Split};
+use kidbench_sql::eval::{evaluate, summarize, EvalOptions, Pair, Summary, Verdict};
+use kidbench_sql::prompt::PromptOptions;
+use kidbench_tokenizer::SqlTokenizer;
+use sha2::{Digest, Sha256};
+use tch::Device;
+
+use crate::bench::{self, SplitData};
+use crate::cache::kidbench_home;
+use crate::data::Example;
+use crate::lm::{self, Lm};
+use crate::method;
+use crate::presets::{self, Resolved};
+use crate::trainer::{self, write_atomic, TrainConfig, TrainOptions, TrainReport};
+use crate::TrainError;
+
+/// Options shared by `run` and `teacher`.
+#[derive(Debug, Clone, clap::Args, serde::Serialize)]
+pub struct CommonArgs {
+    /// Benchmark to train on (train split) and score on (dev split).
+    #[arg(long, default_value = "synth")]
+    pub benchmark: String,
+    /// Data directory for benchmarks that live there (Spider, BIRD).
+    #[arg(long, env = "KIDBENCH_DATA", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// kidbench's databases folder (generated benchmarks such as synth).
+    #[arg(long, env = "KIDBENCH_DATABASES", default_value = "databases")]
+    pub databases_dir: PathBuf,
+    /// Examples per optimizer step.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Examples per forward/backward (gradient accumulation when below --batch-size).
+    #[arg(long)]
+    pub micro_batch_size: Option<usize>,
+    /// Seed of initialization and data order.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// auto | cpu | cuda.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Vocabulary size of the BPE tokenizer trained for from-scratch presets.
+    #[arg(long, default_value_t = 2048)]
+    pub vocab_size: usize,
+    /// Use at most this many training questions (quick runs, tests).
+    #[arg(long)]
+    pub max_train: Option<usize>,
+    /// Hide progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// `kidbench teacher`: fine-tune a teacher with SFT and cache it.
+#[derive(Debug, Clone, clap::Args, serde::Serialize)]
+pub struct TeacherArgs {
+    /// Teacher preset (see docs/TRAINING.md).
+    #[arg(long = "model", default_value = "tiny-m")]
+    pub model: String,
+    /// Local folder of a named HF model (default $KIDBENCH_MODELS/<name>).
+    #[arg(long)]
+    pub model_dir: Option<PathBuf>,
+    /// Training steps (default: the preset's).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Peak learning rate (default: the preset's).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// `kidbench run`: teacher + students per method, scored on the dev split.
+#[derive(Debug, Clone, clap::Args, serde::Serialize)]
+pub struct RunArgs {
+    /// Comma-separated methods to train students with.
+    #[arg(long, value_delimiter = ',', default_value = "sft")]
+    pub methods: Vec<String>,
+    /// Teacher preset.
+    #[arg(long, default_value = "tiny-m")]
+    pub teacher: String,
+    /// Student preset.
+    #[arg(long, default_value = "tiny-s")]
+    pub student: String,
+    #[arg(long)]
+    pub teacher_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub student_dir: Option<PathBuf>,
+    /// Student training steps (default: the preset's).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Teacher training steps (default: the preset's).
+    #[arg(long)]
+    pub teacher_steps: Option<usize>,
+    /// Student peak learning rate (default: the preset's).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Results root; the run writes `<out>/<run-id>/`.
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
+    /// Continue an interrupted run (same arguments) from its checkpoints.
+    #[arg(long)]
+    pub resume: bool,
+    /// Score at most this many dev questions.
+    #[arg(long)]
+    pub max_dev: Option<usize>,
+    /// Prompts per generation batch.
+    #[arg(long, default_value_t = 64)]
+    pub gen_batch_size: usize,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+impl Default for CommonArgs {
+    fn default() -> Self {
+        CommonArgs {
+            benchmark: "synth".into(),
+            data_dir: "data".into(),
+            databases_dir: "databases".into(),
+            batch_size: 32,
+            micro_batch_size: None,
+            seed: 42,
+            device: "auto".into(),
+            vocab_size: 2048,
+            max_train: None,
+            quiet: false,
+        }
+    }
+}
+
+impl Default for RunArgs {
+    fn default() -> Self {
+        RunArgs {
+            methods: vec!["sft".into()],
+            teacher: "tiny-m".into(),
+            student: "tiny-s".into(),
+            teacher_dir: None,
+            student_dir: None,
+            steps: None,
+            teacher_steps: None,
+            lr: None,
+            out: "results".into(),
+            resume: false,
+            max_dev: None,
+            gen_batch_size: 64,
+            common: CommonArgs::default(),
+        }
+    }
+}
+
+/// EX of one model on the dev split.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelScore {
+    pub name: String,
+    pub ex: f64,
+    /// (questions, matched) per hardness.
+    pub by_hardness: BTreeMap<String, (usize, usize)>,
+    pub evaluated: usize,
+    pub train_seconds: f64,
+    pub generate_seconds: f64,
+}
+
+/// What `run` returns (also written as `summary.json`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub dir: PathBuf,
+    pub teacher: ModelScore,
+    pub teacher_reused: bool,
+    pub methods: Vec<ModelScore>,
+    pub total_seconds: f64,
+}
+
+/// What `teacher` returns.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TeacherSummary {
+    pub dir: PathBuf,
+    pub reused: bool,
+    pub train_seconds: f64,
+    pub final_loss: f64,
+}
+
+fn hash_json(v: &serde_json::Value) -> String {
+    let mut h = Sha256::new();
+    h.update(v.to_string().as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// Everything needed to train on a benchmark with given models.
+struct Setup {
+    bench: Benchmark,
+    prompt_options: PromptOptions,
+    train: SplitData,
+    tok: SqlTokenizer,
+    device: Device,
+    train_checksums: BTreeMap<String, String>,
+}
+
+fn progress_bar(len: usize, label: &str, quiet: bool) -> indicatif::ProgressBar {
+    let bar = if quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(len as u64)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} ETA {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_string());
+    bar
+}
+
+/// The tokenizer: a named model's own, else a BPE trained on the train split (cached).
+fn tokenizer(
+    models: &[&Resolved],
+    train: &SplitData,
+    checksums: &BTreeMap<String, String>,
+    vocab_size: usize,
+) -> anyhow::Result<SqlTokenizer> {
+    let mut hf: Option<SqlTokenizer> = None;
+    for m in models {
+        if let Resolved::Local { dir, spec } = m {
+            let t = SqlTokenizer::load(dir).with_context(|| {
+                format!(
+                    "loading the tokenizer of {} from {}",
+                    spec.name,
+                    dir.display()
+                )
+            })?;
+            if let Some(first) = &hf {
+                kidbench_tokenizer::check_compatible(&t, first)
+                    .map_err(|e| TrainError::TokenizerMismatch(e.to_string()))?;
+            } else {
+                hf = Some(t);
+            }
+        }
+    }
+    if let Some(t) = hf {
+        return Ok(t);
+    }
+    let key = hash_json(&serde_json::json!({"v": 1, "vocab_size": vocab_size, "data": checksums}));
+    let dir = kidbench_home().join("tokenizers").join(&key[..16]);
+    if dir.join("tokenizer.json").is_file() {
+        return SqlTokenizer::load(&dir)
+            .with_context(|| format!("loading the cached tokenizer {}", dir.display()));
+    }
+    let mut texts: Vec<&str> = Vec::new();
+    for it in &train.items {
+        texts.push(&it.prompt);
+        texts.push(&it.gold);
+    }
+    let tok = SqlTokenizer::train(texts, vocab_size).context("training the BPE tokenizer")?;
+    tok.save(&dir)
+        .with_context(|| format!("saving the tokenizer to {}", dir.display()))?;
+    Ok(tok)
+}
+
+/// The CodeS prompt for named models; for from-scratch models the same prompt without the sample
+/// values (half as long, which is what makes the default CPU run fit its time budget).
+fn prompt_options(models: &[&Resolved]) -> PromptOptions {
+    if models.iter().all(|m| matches!(m, Resolved::Scratch(_))) {
+        PromptOptions {
+            sample_values: 0,
+            ..PromptOptions::default()
+        }
+    } else {
+        PromptOptions::default()
+    }
+}
+
+fn setup(common: &CommonArgs, models: &[&Resolved]) -> anyhow::Result<Setup> {
+    let device = lm::parse_device(&common.device)?;
+    let bench = bench::open(&common.benchmark, &common.data_dir, &common.databases_dir)?;
+    let prompt_options = prompt_options(models);
+    let train = bench::load_split(&bench, Split::Train, common.max_train, &prompt_options)?;
+    if train.items.is_empty() {
+        anyhow::bail!(
+            "benchmark '{}' has no usable training question (databases missing?)",
+            bench.name()
+        );
+    }
+    let mut train_checksums = bench::file_checksums(&bench, Split::Train)?;
+    train_checksums.insert(
+        "prompt_sample_values".into(),
+        prompt_options.sample_values.to_string(),
+    );
+    if let Some(n) = common.max_train {
+        train_checksums.insert("max_train".into(), n.to_string());
+    }
+    let tok = tokenizer(models, &train, &train_checksums, common.vocab_size)?;
+    Ok(Setup {
+        bench,
+        prompt_options,
+        train,
+        tok,
+        device,
+        train_checksums,
+    })
+}
+
+fn encode_train(setup: &Setup, preset: &Resolved) -> anyhow::Result<Vec<Example>> {
+    let p = presets::lookup(preset.name())?;
+    setup
+        .train
+        .items
+        .iter()
+        .map(|it| {
+            let e = setup
+                .tok
+                .encode_pair(
+                    &it.prompt,
+                    &it.gold,
+                    p.max_prompt_tokens(),
+                    p.max_target_tokens(),
+                )
+                .with_context(|| format!("encoding train question {}", it.index))?;
+            Ok(Example {
+                input_ids: e.input_ids,
+                prompt_len: e.prompt_len,
+            })
+        })
+        .collect()
+}
+
+fn train_config(
+    preset: &Resolved,
+    common: &CommonArgs,
+    steps: Option<usize>,
+    lr: Option<f64>,
+) -> TrainConfig {
+    let (def_steps, def_lr) = match preset {
+        Resolved::Scratch(s) => (s.default_steps, s.default_lr),
+        Resolved::Local { .. } => (1000, 2e-5),
+    };
+    let steps = steps.unwrap_or(def_steps).max(1);
+    TrainConfig {
+        steps,
+        batch_size: common.batch_size,
+        micro_batch_size: common.micro_batch_size.unwrap_or(common.batch_size),
+        lr: lr.unwrap_or(def_lr),
+        warmup_steps: (steps / 20).max(1),
+        seed: common.seed,
+        checkpoint_every: 100,
+        log_every: 10,
+        ..TrainConfig::default()
+    }
+}
+
+/// A trained teacher, from the cache or freshly trained into it.
+struct Teacher {
+    lm: Lm,
+    dir: PathBuf,
+    reused: bool,
+    report: serde_json::Value,
+}
+
+fn teacher_model(
+    setup: &Setup,
+    resolved: &Resolved,
+    common: &CommonArgs,
+    steps: Option<usize>,
+    lr: Option<f64>,
+) -> anyhow::Result<Teacher> {
+    let cfg = train_config(resolved, common, steps, lr);
+    let p = presets::lookup(resolved.name())?;
+    let key = serde_json::json!({
+        "v": 1,
+        "preset": resolved.name(),
+        "model": match resolved {
+            Resolved::Scratch(s) => serde_json::to_value(s)?,
+            Resolved::Local { dir, .. } => serde_json::json!(bench::sha256_file(&dir.join("config.json"))?),
+        },
+        "benchmark": setup.bench.name(),
+        "data": setup.train_checksums,
+        "tokenizer": setup.tok.vocab_sha256(),
+        "train": cfg,
+        "max_prompt": p.max_prompt_tokens(),
+        "max_target": p.max_target_tokens(),
+    });
+    let hash = hash_json(&key);
+    let dir = kidbench_home().join("teachers").join(&hash[..16]);
+    let done = dir.join("teacher.json");
+    if done.is_file() {
+        let report: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(&done)
+                .with_context(|| format!("reading {}", done.display()))?,
+        )
+        .with_context(|| format!("parsing {}", done.display()))?;
+        let lm = lm::load_dir(&dir.join("model"), setup.device)?;
+        eprintln!("kidbench: reusing the cached teacher {}", dir.display());
+        return Ok(Teacher {
+            lm,
+            dir,
+            reused: true,
+            report,
+        });
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    write_atomic(
+        &dir.join("key.json"),
+        serde_json::to_string_pretty(&key)?.as_bytes(),
+    )
+    .with_context(|| format!("writing {}", dir.join("key.json").display()))?;
+    let data = encode_train(setup, resolved)?;
+    let lm = lm::initial_model(resolved, &setup.tok, setup.device, common.seed)?;
+    let opts = TrainOptions {
+        checkpoint_dir: Some(dir.join("checkpoints")),
+        resume: true, // a killed teacher training continues where it stopped
+        metrics_path: Some(dir.join("metrics.jsonl")),
+        progress: !common.quiet,
+        label: format!("teacher {}", resolved.name()),
+        stop_after: None,
+    };
+    let report = trainer::train(
+        &lm.vs,
+        &lm.model,
+        None,
+        &method::Sft,
+        &data,
+        setup.tok.pad_id(),
+        &cfg,
+        &opts,
+    )
+    .with_context(|| format!("training teacher {}", resolved.name()))?;
+    lm::save(&dir.join("model"), &lm)?;
+    let report = serde_json::to_value(&report)?;
+    write_atomic(&done, serde_json::to_string_pretty(&report)?.as_bytes())
+        .with_context(|| format!("writing {}", done.display()))?;
+    let _ = std::fs::remove_dir_all(dir.join("checkpoints"));
+    Ok(Teacher {
+        lm,
+        dir,
+        reused: false,
+        report,
+    })
+}
+
+/// `kidbench teacher`.
+pub fn teacher(args: &TeacherArgs) -> anyhow::Result<TeacherSummary> {
+    let resolved = presets::resolve(&args.model, args.model_dir.as_deref())?;
+    let setup = setup(&args.common, &[&resolved])?;
+    let t = teacher_model(&setup, &resolved, &args.common, args.steps, args.lr)?;
+    Ok(TeacherSummary {
+        dir: t.dir,
+        reused: t.reused,
+        train_seconds: t.report["train_seconds"].as_f64().unwrap_or(0.0),
+        final_loss: t.report["final_loss"].as_f64().unwrap_or(f64::NAN),
+    })
+}
+
+struct Scored {
+    score: ModelScore,
+    predictions: Vec<String>,
+    verdicts: Vec<Verdict>,
+    summary: Summary,
+    new_tokens: usize,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn score(
+    name: &str,
+    lm: &Lm,
+    tok: &SqlTokenizer,
+    preset: &Resolved,
+    bench: &Benchmark,
+    dev: &SplitData,
+    hardness: &[Option<String>],
+    args: &RunArgs,
+    train_seconds: f64,
+) -> anyhow::Result<Scored> {
+    let p = presets::lookup(preset.name())?;
+    let prompts: Vec<Vec<i64>> = dev
+        .items
+        .iter()
+        .map(|it| {
+            tok.encode_prompt(&it.prompt, p.max_prompt_tokens())
+                .map(|e| e.input_ids)
+                .with_context(|| format!("encoding dev question {}", it.index))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let bar = progress_bar(
+        prompts.len(),
+        &format!("generate {name}"),
+        args.common.quiet,
+    );
+    let g = lm::generate_sql(
+        &lm.model,
+        tok,
+        &prompts,
+        args.gen_batch_size,
+        p.max_target_tokens() as i64,
+        Some(&bar),
+    )?;
+    bar.finish_and_clear();
+    let pairs: Vec<Pair> = dev
+        .items
+        .iter()
+        .zip(&g.sql)
+        .map(|(it, pred)| Pair {
+            id: it.index.to_string(),
+            db_id: it.db_id.clone(),
+            gold: it.gold.clone(),
+            pred: pred.clone(),
+        })
+        .collect();
+    let opts = EvalOptions {
+        mode: match bench.spec.compare {
+            kidbench_sql::benchmark::CompareMode::TestSuite => {
+                kidbench_sql::compare::CompareMode::TestSuite
+            }
+            kidbench_sql::benchmark::CompareMode::Bird => kidbench_sql::compare::CompareMode::Bird,
+            kidbench_sql::benchmark::CompareMode::Strict => {
+                kidbench_sql::compare::CompareMode::Strict
+            }
+        },
+        ..EvalOptions::default()
+    };
+    let mut verdicts = evaluate(
+        &pairs,
+        |db| {
+            dev.databases
+                .get(db)
+                .cloned()
+                .unwrap_or_else(|| PathBuf::from(format!("<missing database {db}>")))
+        },
+        &opts,
+    );
+    for (v, h) in verdicts.iter_mut().zip(hardness) {
+        v.hardness = h.clone();
+    }
+    let summary = summarize(&verdicts);
+    Ok(Scored {
+        score: ModelScore {
+            name: name.to_string(),
+            ex: summary.ex,
+            by_hardness: summary.by_hardness.clone(),
+            evaluated: summary.evaluated,
+            train_seconds,
+            generate_seconds: g.seconds,
+        },
+        predictions: g.sql,
+        verdicts,
+        summary,
+        new_tokens: g.new_tokens,
+    })
+}
+
+/// A deterministic id for a run's settings, so `--resume` finds the same folder.
+fn run_id(args: &RunArgs) -> anyhow::Result<String> {
+    let mut v = serde_json::to_value(args)?;
+    if let Some(o) = v.as_object_mut() {
+        o.remove("resume");
+        o.remove("out");
+        if let Some(c) = o.get_mut("common").and_then(|c| c.as_object_mut()) {
+            c.remove("quiet");
+        }
+    }
+    let h = hash_json(&v);
+    let safe = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    Ok(format!(
+        "{}-{}-{}-s{}-{}",
+        safe(&args.common.benchmark),
+        safe(&args.teacher),
+        safe(&args.student),
+        args.common.seed,
+        &h[..8]
+    ))
+}
+
+/// The columns of `results.csv`.
+pub const CSV_HEADER: &str =
+    "run_id,method,params,teacher,student,benchmark,hardness,metric,value,n";
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+struct Csv<'a> {
+    rows: Vec<String>,
+    run_id: &'a str,
+    teacher: &'a str,
+    student: &'a str,
+    benchmark: &'a str,
+}
+
+impl Csv<'_> {
+    fn push(
+        &mut self,
+        method: &str,
+        params: &str,
+        hardness: &str,
+        metric: &str,
+        value: f64,
+        n: usize,
+    ) {
+        let student = if method == "teacher" {
+            ""
+        } else {
+            self.student
+        };
+        self.rows.push(
+            [
+                self.run_id,
+                method,
+                params,
+                self.teacher,
+                student,
+                self.benchmark,
+                hardness,
+                metric,
+                &format!("{value}"),
+                &n.to_string(),
+            ]
+            .iter()
+            .map(|s| csv_field(s))
+            .collect::<Vec<_>>()
+            .join(","),
+        );
+    }
+
+    fn scores(&mut self, method: &str, params: &str, s: &Scored, sft_latency: Option<f64>) {
+        self.push(
+            method,
+            params,
+            "all",
+            "ex",
+            s.summary.ex,
+            s.summary.evaluated,
+        );
+        for h in ["easy", "medium", "hard", "extra"] {
+            let (n, m) = s.summary.by_hardness.get(h).copied().unwrap_or((0, 0));
+            let ex = if n == 0 { 0.0 } else { m as f64 / n as f64 };
+            self.push(method, params, h, "ex", ex, n);
+        }
+        let n = s.summary.total;
+        self.push(
+            method,
+            params,
+            "all",
+            "train_seconds",
+            s.score.train_seconds,
+            n,
+        );
+        self.push(
+            method,
+            params,
+            "all",
+            "generate_seconds",
+            s.score.generate_seconds,
+            n,
+        );
+        let latency = s.score.generate_seconds / n.max(1) as f64;
+        self.push(method, params, "all", "latency_seconds", latency, n);
+        if let Some(base) = sft_latency {
+            self.push(
+                method,
+                params,
+                "all",
+                "latency_vs_sft",
+                latency / base.max(1e-12),
+                n,
+            );
+        }
+        self.push(
+            method,
+            params,
+            "all",
+            "tokens_per_second",
+            s.new_tokens as f64 / s.score.generate_seconds.max(1e-9),
+            n,
+        );
+        self.push(method, params, "all", "coverage", s.summary.coverage, n);
+    }
+}
+
+fn write_lines(path: &Path, lines: &[String]) -> anyhow::Result<()> {
+    let mut text = lines.join("\n");
+    text.push('\n');
+    write_atomic(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
+}
+
+fn write_jsonl<T: serde::Serialize>(path: &Path, items: &[T]) -> anyhow::Result<()> {
+    let lines = items
+        .iter()
+        .map(serde_json::to_string)
+        .collect::<Result<Vec<_>, _>>()?;
+    write_lines(path, &lines)
+}
+
+/// `kidbench run`.
+pub fn run(args: &RunArgs) -> anyhow::Result<RunSummary> {
+    let t_start = Instant::now();
+    let methods: Vec<Box<dyn method::Method>> = args
+        .methods
+        .iter()
+        .map(|m| method::by_name(m))
+        .collect::<Result<_, _>>()?;
+    if methods.is_empty() {
+        anyhow::bail!(
+            "--methods names no method; available: {}",
+            method::METHODS.join(", ")
+        );
+    }
+    let teacher_res = presets::resolve(&args.teacher, args.teacher_dir.as_deref())?;
+    let student_res = presets::resolve(&args.student, args.student_dir.as_deref())?;
+    let setup = setup(&args.common, &[&teacher_res, &student_res])?;
+    let run_id = run_id(args)?;
+    let dir = args.out.join(&run_id);
+    if dir.join("summary.json").is_file() && !args.resume {
+        eprintln!("kidbench: {} exists; rewriting it", dir.display());
+    }
+    for sub in ["metrics", "predictions", "verdicts"] {
+        std::fs::create_dir_all(dir.join(sub))
+            .with_context(|| format!("creating {}", dir.join(sub).display()))?;
+    }
+
+    let dev = bench::load_split(
+        &setup.bench,
+        Split::Dev,
+        args.max_dev,
+        &setup.prompt_options,
+    )?;
+    if dev.items.is_empty() {
+        anyhow::bail!(
+            "benchmark '{}' has no usable dev question",
+            setup.bench.name()
+        );
+    }
+    let hardness: Vec<Option<String>> = dev
+        .items
+        .iter()
+        .map(|it| {
+            kidbench_sql::hardness::classify(&it.gold)
+                .ok()
+                .map(|h| h.as_str().to_string())
+        })
+        .collect();
+
+    // Resolved configuration.
+    let teacher_cfg = train_config(&teacher_res, &args.common, args.teacher_steps, None);
+    let student_cfg = train_config(&student_res, &args.common, args.steps, args.lr);
+    let config = serde_json::json!({
+        "run_id": run_id,
+        "args": args,
+        "teacher": {"preset": teacher_res.name(), "train": teacher_cfg},
+        "student": {"preset": student_res.name(), "train": student_cfg},
+        "prompt_sample_values": setup.prompt_options.sample_values,
+        "device": format!("{:?}", setup.device),
+        "tokenizer": {"vocab_size": setup.tok.vocab_size(), "vocab_sha256": setup.tok.vocab_sha256()},
+        "train_questions": setup.train.items.len(),
+        "train_skipped_missing_database": setup.train.skipped_missing_db,
+        "dev_questions": dev.items.len(),
+        "dev_skipped_missing_database": dev.skipped_missing_db,
+        "benchmark_files": setup.train_checksums,
+    });
+    write_atomic(
+        &dir.join("config.json"),
+        serde_json::to_string_pretty(&config)?.as_bytes(),
+    )
+    .context("writing config.json")?;
+    let versions = serde_json::json!({
+        "kidbench": env!("CARGO_PKG_VERSION"),
+        "tch": "0.24.0",
+        "libtorch": env!("KIDBENCH_LIBTORCH"),
+        "rustc": env!("KIDBENCH_RUSTC"),
+    });
+    write_atomic(
+        &dir.join("versions.json"),
+        serde_json::to_string_pretty(&versions)?.as_bytes(),
+    )
+    .context("writing versions.json")?;
+    let mut dbs: BTreeMap<String, String> = BTreeMap::new();
+    for (split, data) in [("train", &setup.train), ("dev", &dev)] {
+        for (db, path) in &data.databases {
+            dbs.insert(format!("{split}/{db}"), bench::sha256_file(path)?);
+        }
+    }
+    write_atomic(
+        &dir.join("databases.sha256.json"),
+        serde_json::to_string_pretty(&dbs)?.as_bytes(),
+    )
+    .context("writing databases.sha256.json")?;
+
+    // Teacher.
+    let teacher = teacher_model(&setup, &teacher_res, &args.common, args.teacher_steps, None)?;
+    let tm = teacher.dir.join("metrics.jsonl");
+    if tm.is_file() {
+        std::fs::copy(&tm, dir.join("metrics/teacher.jsonl"))
+            .with_context(|| format!("copying {}", tm.display()))?;
+    }
+    let t_train = teacher.report["train_seconds"].as_f64().unwrap_or(0.0);
+    let t_scored = score(
+        "teacher",
+        &teacher.lm,
+        &setup.tok,
+        &teacher_res,
+        &setup.bench,
+        &dev,
+        &hardness,
+        args,
+        t_train,
+    )?;
+
+    // Students.
+    let data = encode_train(&setup, &student_res)?;
+    let mut scored: Vec<(String, Scored, TrainReport)> = Vec::new();
+    for m in &methods {
+        let student = lm::initial_model(&student_res, &setup.tok, setup.device, args.common.seed)?;
+        let opts = TrainOptions {
+            checkpoint_dir: Some(dir.join("checkpoints").join(m.name())),
+            resume: args.resume,
+            metrics_path: Some(dir.join("metrics").join(format!("{}.jsonl", m.name()))),
+            progress: !args.common.quiet,
+            label: format!("{} {}", m.name(), student_res.name()),
+            stop_after: None,
+        };
+        let teacher_lm: Option<&dyn trainer::CausalLm> = Some(&teacher.lm.model);
+        let report = trainer::train(
+            &student.vs,
+            &student.model,
+            teacher_lm,
+            m.as_ref(),
+            &data,
+            setup.tok.pad_id(),
+            &student_cfg,
+            &opts,
+        )
+        .with_context(|| format!("training student {} with {}", student_res.name(), m.name()))?;
+        let s = score(
+            m.name(),
+            &student,
+            &setup.tok,
+            &student_res,
+            &setup.bench,
+            &dev,
+            &hardness,
+            args,
+            report.train_seconds,
+        )?;
+        scored.push((m.name().to_string(), s, report));
+    }
+
+    // Files.
+    let mut csv = Csv {
+        rows: vec![CSV_HEADER.to_string()],
+        run_id: &run_id,
+        teacher: teacher_res.name(),
+        student: student_res.name(),
+        benchmark: setup.bench.name(),
+    };
+    csv.scores("teacher", "", &t_scored, None);
+    let sft_latency = scored
+        .iter()
+        .find(|(n, _, _)| n == "sft")
+        .map(|(_, s, _)| s.score.generate_seconds / s.summary.total.max(1) as f64);
+    for (name, s, r) in &scored {
+        csv.scores(name, "", s, sft_latency);
+        csv.push(
+            name,
+            "",
+            "all",
+            "train_tokens_per_second",
+            r.tokens_per_second,
+            r.steps_done,
+        );
+        csv.push(name, "", "all", "final_loss", r.final_loss, r.steps_done);
+    }
+    write_lines(&dir.join("results.csv"), &csv.rows)?;
+    write_lines(&dir.join("predictions/teacher.sql"), &t_scored.predictions)?;
+    write_jsonl(&dir.join("verdicts/teacher.jsonl"), &t_scored.verdicts)?;
+    for (name, s, r) in &scored {
+        write_lines(&dir.join(format!("predictions/{name}.sql")), &s.predictions)?;
+        write_jsonl(&dir.join(format!("verdicts/{name}.jsonl")), &s.verdicts)?;
+        let p = dir.join(format!("metrics/{name}.timings.json"));
+        write_atomic(&p, serde_json::to_string_pretty(r)?.as_bytes())
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    let gold: Vec<String> = dev.items.iter().map(|it| lm::one_line(&it.gold)).collect();
+    write_lines(&dir.join("predictions/gold.sql"), &gold)?;
+    let summary = RunSummary {
+        run_id,
+        dir: dir.clone(),
+        teacher: t_scored.score.clone(),
+        teacher_reused: teacher.reused,
+        methods: scored.iter().map(|(_, s, _)| s.score.clone()).collect(),
+        total_seconds: t_start.elapsed().as_secs_f64(),
+    };
+    let mut f = std::fs::File::create(dir.join("summary.json"))
+        .with_context(|| format!("writing {}", dir.join("summary.json").display()))?;
+    f.write_all(serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    Ok(summary)
+}

@@ -1,0 +1,474 @@
+//! The training host: data order, micro-batching, the method's loss, backward, clipping, AdamW,
+//! timing, metrics JSONL, a progress bar, and atomic checkpoints that `resume` continues from to
+//! the same final weights as an uninterrupted run.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+use tch::nn::VarStore;
+use tch::Tensor;
+
+use crate::data::{collate, DataOrder, Example};
+use crate::method::{LossInput, Method};
+use crate::optim::{lr_at, AdamW, AdamWConfig};
+use crate::TrainError;
+
+/// A causal language model as the trainer sees it: `[B, T]` ids + mask → `[B, T, V]` logits.
+pub trait CausalLm {
+    fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor) -> anyhow::Result<Tensor>;
+}
+
+/// What a training run does; part of the checkpoint, so a resume must use the same values.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainConfig {
+    pub steps: usize,
+    /// Examples per optimizer step (the global batch).
+    pub batch_size: usize,
+    /// Examples per forward/backward; `batch_size` is split into micro-batches of this size.
+    pub micro_batch_size: usize,
+    pub lr: f64,
+    pub warmup_steps: usize,
+    /// Final learning rate as a fraction of `lr` (cosine decay).
+    pub min_lr_ratio: f64,
+    pub adamw: AdamWConfig,
+    /// Global gradient-norm clip (0 = off).
+    pub grad_clip: f64,
+    pub seed: u64,
+    /// Write a checkpoint every this many steps (0 = only at the end).
+    pub checkpoint_every: usize,
+    /// Write a metrics line every this many steps (and at the last).
+    pub log_every: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            steps: 100,
+            batch_size: 32,
+            micro_batch_size: 32,
+            lr: 1e-3,
+            warmup_steps: 30,
+            min_lr_ratio: 0.1,
+            adamw: AdamWConfig::default(),
+            grad_clip: 1.0,
+            seed: 42,
+            checkpoint_every: 200,
+            log_every: 10,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let bad = |m: &str| Err(TrainError::Config(m.to_string()));
+        if self.steps == 0 {
+            return bad("steps must be at least 1");
+        }
+        if self.batch_size == 0 || self.micro_batch_size == 0 {
+            return bad("batch size and micro-batch size must be at least 1");
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad("learning rate must be a positive number");
+        }
+        Ok(())
+    }
+}
+
+/// Where and how a run reports and checkpoints.
+#[derive(Debug, Clone, Default)]
+pub struct TrainOptions {
+    /// Folder for checkpoints (`step-<N>/` + `latest`); none: no checkpoints.
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Continue from the latest checkpoint in `checkpoint_dir` when there is one.
+    pub resume: bool,
+    /// Metrics JSONL file (appended on resume, lines past the checkpoint dropped).
+    pub metrics_path: Option<PathBuf>,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+    /// Prefix of the progress bar (e.g. `teacher tiny-m`).
+    pub label: String,
+    /// Stop (as if killed) once this many steps are done; used by tests of `resume`.
+    pub stop_after: Option<usize>,
+}
+
+/// Seconds spent per part of a step, summed over the run (this process only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Timings {
+    pub batch: f64,
+    pub student_forward_backward: f64,
+    pub teacher_forward: f64,
+    pub sampling: f64,
+    pub optimizer: f64,
+    pub other: f64,
+}
+
+/// What a finished (or stopped) run reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TrainReport {
+    pub steps_done: usize,
+    pub resumed_from: Option<usize>,
+    pub final_loss: f64,
+    /// Wall-clock training seconds, including those before a resume.
+    pub train_seconds: f64,
+    pub tokens: i64,
+    pub target_tokens: i64,
+    pub tokens_per_second: f64,
+    pub timings: Timings,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct CheckpointMeta {
+    format: u32,
+    step: usize,
+    adam_t: u64,
+    train_seconds: f64,
+    last_loss: f64,
+    config: TrainConfig,
+    state_sha256: String,
+}
+
+const STATE_FILE: &str = "state.safetensors";
+const META_FILE: &str = "meta.json";
+const LATEST_FILE: &str = "latest";
+
+fn ckpt_err(path: &Path, message: impl Into<String>) -> TrainError {
+    TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h)?;
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Writes `bytes` to `path` atomically (temporary file in the same folder, fsync, rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+fn save_checkpoint(
+    dir: &Path,
+    adam: &AdamW,
+    step: usize,
+    train_seconds: f64,
+    last_loss: f64,
+    cfg: &TrainConfig,
+) -> Result<(), TrainError> {
+    let io = |p: &Path, e: std::io::Error| ckpt_err(p, format!("cannot write: {e}"));
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let final_dir = dir.join(format!("step-{step}"));
+    let tmp = dir.join(format!(".tmp-step-{step}-{}", std::process::id()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    let state = tmp.join(STATE_FILE);
+    let mut named = adam.param_tensors();
+    named.extend(adam.state_tensors());
+    let named: Vec<(String, Tensor)> = named
+        .into_iter()
+        .map(|(n, t)| (n, t.to_device(tch::Device::Cpu).contiguous()))
+        .collect();
+    Tensor::write_safetensors(&named, &state)
+        .map_err(|e| ckpt_err(&state, format!("cannot write: {e}")))?;
+    std::fs::File::open(&state)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io(&state, e))?;
+    let meta = CheckpointMeta {
+        format: 1,
+        step,
+        adam_t: adam.t,
+        train_seconds,
+        last_loss,
+        config: cfg.clone(),
+        state_sha256: sha256_file(&state).map_err(|e| io(&state, e))?,
+    };
+    let meta_path = tmp.join(META_FILE);
+    let json = serde_json::to_vec_pretty(&meta).map_err(|e| ckpt_err(&meta_path, e.to_string()))?;
+    write_atomic(&meta_path, &json).map_err(|e| io(&meta_path, e))?;
+    if final_dir.exists() {
+        std::fs::remove_dir_all(&final_dir).map_err(|e| io(&final_dir, e))?;
+    }
+    std::fs::rename(&tmp, &final_dir).map_err(|e| io(&final_dir, e))?;
+    let latest = dir.join(LATEST_FILE);
+    write_atomic(&latest, format!("step-{step}\n").as_bytes()).map_err(|e| io(&latest, e))?;
+    // Older checkpoints are no longer needed once `latest` points past them.
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("step-") && name != format!("step-{step}") {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The latest checkpoint in `dir`, if any: its folder.
+pub fn latest_checkpoint(dir: &Path) -> Result<Option<PathBuf>, TrainError> {
+    let latest = dir.join(LATEST_FILE);
+    if !latest.is_file() {
+        return Ok(None);
+    }
+    let name = std::fs::read_to_string(&latest)
+        .map_err(|e| ckpt_err(&latest, format!("cannot read: {e}")))?;
+    let name = name.trim();
+    if !name.starts_with("step-") || name.contains(['/', '\\']) {
+        return Err(ckpt_err(
+            &latest,
+            format!("does not name a checkpoint: '{name}'"),
+        ));
+    }
+    Ok(Some(dir.join(name)))
+}
+
+/// Loads a checkpoint folder into `adam` (parameters + moments); returns its metadata.
+fn load_checkpoint(ckpt: &Path, adam: &mut AdamW) -> Result<CheckpointMeta, TrainError> {
+    let meta_path = ckpt.join(META_FILE);
+    let text = std::fs::read_to_string(&meta_path)
+        .map_err(|e| ckpt_err(&meta_path, format!("cannot read: {e}")))?;
+    let meta: CheckpointMeta = serde_json::from_str(&text)
+        .map_err(|e| ckpt_err(&meta_path, format!("corrupt or truncated: {e}")))?;
+    let state = ckpt.join(STATE_FILE);
+    let sha = sha256_file(&state).map_err(|e| ckpt_err(&state, format!("cannot read: {e}")))?;
+    if sha != meta.state_sha256 {
+        return Err(ckpt_err(
+            &state,
+            "corrupt or truncated (SHA-256 differs from the one recorded in meta.json)",
+        ));
+    }
+    let named: BTreeMap<String, Tensor> = Tensor::read_safetensors(&state)
+        .map_err(|e| ckpt_err(&state, format!("corrupt or truncated: {e}")))?
+        .into_iter()
+        .collect();
+    adam.load(&named, meta.adam_t)
+        .map_err(|m| ckpt_err(&state, m))?;
+    Ok(meta)
+}
+
+/// Keeps the metrics lines of steps `<= step` (a resumed run rewrites what came after).
+fn truncate_metrics(path: &Path, step: usize) -> anyhow::Result<()> {
+    if !path.is_file() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading metrics {}", path.display()))?;
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
+                .is_some_and(|s| s as usize <= step)
+        })
+        .collect();
+    let mut out = kept.join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    write_atomic(path, out.as_bytes())
+        .with_context(|| format!("rewriting metrics {}", path.display()))
+}
+
+/// Trains the variables of `vs` (through `student`) on `data` with `method`.
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    vs: &VarStore,
+    student: &dyn CausalLm,
+    teacher: Option<&dyn CausalLm>,
+    method: &dyn Method,
+    data: &[Example],
+    pad_id: i64,
+    cfg: &TrainConfig,
+    opts: &TrainOptions,
+) -> anyhow::Result<TrainReport> {
+    cfg.validate()?;
+    if method.needs_teacher_logits() && teacher.is_none() {
+        anyhow::bail!("method '{}' needs a teacher model", method.name());
+    }
+    let device = vs.device();
+    let mut order = DataOrder::new(data.len(), cfg.seed)?;
+    let mut adam = AdamW::new(vs, cfg.adamw);
+
+    let mut start = 0usize;
+    let mut prior_seconds = 0.0;
+    let mut resumed_from = None;
+    let mut last_loss = f64::NAN;
+    if let (true, Some(dir)) = (opts.resume, opts.checkpoint_dir.as_deref()) {
+        if let Some(ckpt) = latest_checkpoint(dir)? {
+            let meta = load_checkpoint(&ckpt, &mut adam)?;
+            if meta.config != *cfg {
+                return Err(ckpt_err(
+                    &ckpt.join(META_FILE),
+                    "was written with a different training configuration; \
+                     resume with the same settings or start a fresh run",
+                )
+                .into());
+            }
+            start = meta.step;
+            prior_seconds = meta.train_seconds;
+            last_loss = meta.last_loss;
+            resumed_from = Some(meta.step);
+        }
+    }
+    let mut metrics = match &opts.metrics_path {
+        Some(p) => {
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            if resumed_from.is_some() {
+                truncate_metrics(p, start)?;
+            } else if p.exists() {
+                std::fs::remove_file(p).with_context(|| format!("removing {}", p.display()))?;
+            }
+            Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .with_context(|| format!("opening metrics {}", p.display()))?,
+            )
+        }
+        None => None,
+    };
+
+    let bar = if opts.progress {
+        indicatif::ProgressBar::new(cfg.steps as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(opts.label.clone());
+    bar.set_position(start as u64);
+
+    let mut timings = Timings::default();
+    let mut tokens = 0i64;
+    let mut target_tokens = 0i64;
+    let t0 = Instant::now();
+    let end = opts.stop_after.map_or(cfg.steps, |s| s.min(cfg.steps));
+
+    for step in start..end {
+        let ts = Instant::now();
+        let idx = order.batch(step, cfg.batch_size);
+        let examples: Vec<&Example> = idx.iter().filter_map(|&i| data.get(i)).collect();
+        let norm: usize = examples.iter().map(|e| e.target_tokens()).sum();
+        let norm = norm.max(1) as f64;
+        let micro: Vec<_> = examples
+            .chunks(cfg.micro_batch_size)
+            .map(|c| collate(c, pad_id, device))
+            .collect::<Result<_, _>>()?;
+        timings.batch += ts.elapsed().as_secs_f64();
+
+        adam.zero_grad();
+        let mut step_loss = 0.0;
+        for mb in &micro {
+            let teacher_logits = match (method.needs_teacher_logits(), teacher) {
+                (true, Some(t)) => {
+                    let tt = Instant::now();
+                    let l = tch::no_grad(|| t.forward(&mb.input_ids, &mb.attention_mask))
+                        .context("teacher forward")?;
+                    timings.teacher_forward += tt.elapsed().as_secs_f64();
+                    Some(l)
+                }
+                _ => None,
+            };
+            let tf = Instant::now();
+            let logits = student
+                .forward(&mb.input_ids, &mb.attention_mask)
+                .context("student forward")?;
+            let loss = method
+                .loss(&LossInput {
+                    batch: mb,
+                    student_logits: &logits,
+                    teacher_logits: teacher_logits.as_ref(),
+                    norm_tokens: norm,
+                })
+                .with_context(|| format!("method '{}' loss", method.name()))?;
+            loss.backward();
+            step_loss += loss.double_value(&[]);
+            timings.student_forward_backward += tf.elapsed().as_secs_f64();
+            tokens += mb.tokens;
+            target_tokens += mb.target_tokens;
+        }
+        if !step_loss.is_finite() {
+            anyhow::bail!("loss is not finite at step {} ({step_loss})", step + 1);
+        }
+
+        let to = Instant::now();
+        let grad_norm = adam.clip_grad_norm(cfg.grad_clip);
+        let lr = lr_at(step, cfg.steps, cfg.warmup_steps, cfg.lr, cfg.min_lr_ratio);
+        adam.step(lr);
+        timings.optimizer += to.elapsed().as_secs_f64();
+
+        let tm = Instant::now();
+        last_loss = step_loss;
+        let done = step + 1;
+        let elapsed = t0.elapsed().as_secs_f64();
+        let tps = tokens as f64 / elapsed.max(1e-9);
+        bar.set_position(done as u64);
+        bar.set_message(format!("loss {step_loss:.4} {tps:.0} tok/s"));
+        if let Some(f) = metrics.as_mut() {
+            if done % cfg.log_every.max(1) == 0 || done == cfg.steps {
+                let line = serde_json::json!({
+                    "step": done,
+                    "loss": step_loss,
+                    "lr": lr,
+                    "grad_norm": grad_norm,
+                    "tokens_per_second": tps,
+                    "elapsed": prior_seconds + elapsed,
+                });
+                writeln!(f, "{line}").context("writing metrics")?;
+            }
+        }
+        let is_ckpt =
+            (cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0) || done == cfg.steps;
+        if let (true, Some(dir)) = (is_ckpt, opts.checkpoint_dir.as_deref()) {
+            save_checkpoint(
+                dir,
+                &adam,
+                done,
+                prior_seconds + t0.elapsed().as_secs_f64(),
+                last_loss,
+                cfg,
+            )?;
+        }
+        timings.other += tm.elapsed().as_secs_f64();
+    }
+    bar.finish_and_clear();
+    let elapsed = t0.elapsed().as_secs_f64();
+    Ok(TrainReport {
+        steps_done: end.max(start),
+        resumed_from,
+        final_loss: last_loss,
+        train_seconds: prior_seconds + elapsed,
+        tokens,
+        target_tokens,
+        tokens_per_second: tokens as f64 / elapsed.max(1e-9),
+        timings,
+    })
+}

@@ -1,0 +1,152 @@
+//! End to end on a small slice of synth: teacher + SFT student, predictions, scoring, results
+//! folder with every file and the long-form CSV; then the teacher cache is reused; then bad
+//! inputs (unknown benchmark/method/preset, missing model folder) fail with clear errors.
+
+use std::path::PathBuf;
+
+use kidbench_train::run::{CommonArgs, RunArgs, CSV_HEADER};
+
+fn workspace_databases() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../databases")
+}
+
+fn mini(out: &std::path::Path) -> RunArgs {
+    RunArgs {
+        teacher: "tiny-s".into(),
+        student: "tiny-s".into(),
+        steps: Some(3),
+        teacher_steps: Some(3),
+        out: out.to_path_buf(),
+        max_dev: Some(12),
+        gen_batch_size: 8,
+        common: CommonArgs {
+            databases_dir: workspace_databases(),
+            batch_size: 4,
+            max_train: Some(40),
+            device: "cpu".into(),
+            vocab_size: 300,
+            quiet: true,
+            ..CommonArgs::default()
+        },
+        ..RunArgs::default()
+    }
+}
+
+#[test]
+fn mini_run_writes_all_result_files() {
+    let home = tempfile::tempdir().unwrap();
+    // This test binary has a single test touching the environment.
+    std::env::set_var("KIDBENCH_HOME", home.path());
+    let out = tempfile::tempdir().unwrap();
+    let args = mini(out.path());
+    let s = kidbench_train::run(&args).expect("mini run");
+    assert!(!s.teacher_reused);
+    let dir = &s.dir;
+    for f in [
+        "config.json",
+        "versions.json",
+        "databases.sha256.json",
+        "metrics/teacher.jsonl",
+        "metrics/sft.jsonl",
+        "predictions/teacher.sql",
+        "predictions/sft.sql",
+        "verdicts/teacher.jsonl",
+        "verdicts/sft.jsonl",
+        "results.csv",
+        "summary.json",
+    ] {
+        assert!(dir.join(f).is_file(), "missing {f}");
+    }
+    let preds = std::fs::read_to_string(dir.join("predictions/sft.sql")).unwrap();
+    assert_eq!(preds.lines().count(), 12);
+    let verdicts = std::fs::read_to_string(dir.join("verdicts/sft.jsonl")).unwrap();
+    assert_eq!(verdicts.lines().count(), 12);
+    let csv = std::fs::read_to_string(dir.join("results.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some(CSV_HEADER));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert!(rows.iter().all(|r| r.len() == 10), "{csv}");
+    for (method, hardness) in [
+        ("teacher", "all"),
+        ("sft", "all"),
+        ("sft", "easy"),
+        ("sft", "extra"),
+    ] {
+        assert!(
+            rows.iter()
+                .any(|r| r[1] == method && r[6] == hardness && r[7] == "ex"),
+            "no ex row for {method}/{hardness}\n{csv}"
+        );
+    }
+    assert!(rows
+        .iter()
+        .any(|r| r[1] == "sft" && r[7] == "latency_vs_sft"));
+    assert!(rows
+        .iter()
+        .any(|r| r[1] == "sft" && r[7] == "train_seconds"));
+    let dbs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("databases.sha256.json")).unwrap())
+            .unwrap();
+    assert!(dbs.as_object().is_some_and(|o| !o.is_empty()
+        && o.values()
+            .all(|v| v.as_str().is_some_and(|h| h.len() == 64))));
+
+    // The second run reuses the cached teacher.
+    let s2 = kidbench_train::run(&args).expect("second mini run");
+    assert!(s2.teacher_reused);
+    assert_eq!(s2.teacher.ex, s.teacher.ex);
+
+    // Bad inputs.
+    let err = |a: &RunArgs| format!("{:#}", kidbench_train::run(a).unwrap_err());
+    let mut a = mini(out.path());
+    a.common.benchmark = "nope".into();
+    let e = err(&a);
+    assert!(
+        e.contains("unknown benchmark 'nope'") && e.contains("synth"),
+        "{e}"
+    );
+    let mut a = mini(out.path());
+    a.methods = vec!["sft".into(), "magic".into()];
+    let e = err(&a);
+    assert!(
+        e.contains("unknown method 'magic'") && e.contains("sft"),
+        "{e}"
+    );
+    let mut a = mini(out.path());
+    a.student = "tiny-xxl".into();
+    let e = err(&a);
+    assert!(
+        e.contains("unknown model preset 'tiny-xxl'") && e.contains("tiny-m"),
+        "{e}"
+    );
+    let mut a = mini(out.path());
+    a.teacher = "qwen-7b".into();
+    a.teacher_dir = Some(home.path().join("no-such-model"));
+    let e = err(&a);
+    assert!(
+        e.contains("no-such-model") && e.contains("config.json"),
+        "{e}"
+    );
+}
+
+#[test]
+fn incompatible_tokenizers_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let make = |name: &str, corpus: &[&str]| {
+        let dir = tmp.path().join(name);
+        let tok = kidbench_tokenizer::SqlTokenizer::train(corpus.iter().copied(), 300).unwrap();
+        tok.save(&dir).unwrap();
+        std::fs::write(dir.join("config.json"), "{}").unwrap();
+        std::fs::write(dir.join("model.safetensors"), b"").unwrap();
+        dir
+    };
+    let a = make("a", &["select name from singer where age > 3"; 20]);
+    let b = make("b", &["completely different text about cats and dogs"; 20]);
+    let mut args = mini(tmp.path());
+    args.teacher = "qwen-0.5b".into();
+    args.teacher_dir = Some(a);
+    args.student = "tinyllama-1.1b".into();
+    args.student_dir = Some(b);
+    let e = format!("{:#}", kidbench_train::run(&args).unwrap_err());
+    assert!(e.contains("tokenizers are incompatible"), "{e}");
+}
