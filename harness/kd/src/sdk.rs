@@ -462,3 +462,19 @@ macro_rules! export_plugin {
         }
     };
 }
+
+/// A seeded random source for `step` (e.g. in `data_request`); `stream` separates uses.
+pub fn step_rng(step: &StepInfo, stream: u64) -> rand_chacha::ChaCha8Rng {
+    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(step.seed);
+    r.set_stream(stream);
+    r
+}
+
+/// Training progress in `[0, 1]` (`step / total_steps`).
+pub fn progress(step: &StepInfo) -> f64 {
+    if step.total_steps == 0 {
+        0.0
+    } else {
+        (step.step as f64 / step.total_steps as f64).clamp(0.0, 1.0)
+    }
+}
