@@ -140,8 +140,8 @@ pub fn token_divergence(
     Ok(match div {
         Divergence::ForwardKl => kl_from_log(&lt, &ls),
         Divergence::ReverseKl => kl_from_log(&ls, &lt),
-        Divergence::Jsd(b) if b == 0.0 => kl_from_log(&lt, &ls),
-        Divergence::Jsd(b) if b == 1.0 => kl_from_log(&ls, &lt),
+        Divergence::Jsd(0.0) => kl_from_log(&lt, &ls),
+        Divergence::Jsd(1.0) => kl_from_log(&ls, &lt),
         Divergence::Jsd(b) => {
             let m = log_mix(&lt, b, &ls, 1.0 - b);
             kl_from_log(&lt, &m) * b + kl_from_log(&ls, &m) * (1.0 - b)
@@ -152,13 +152,11 @@ pub fn token_divergence(
                 .sum_dim_intlist(-1, false, None::<Kind>)
                 * 0.5
         }
-        Divergence::SkewKl(a) if a == 0.0 => kl_from_log(&lt, &ls),
-        Divergence::SkewKl(a) if a == 1.0 => lt.sum_dim_intlist(-1, false, None::<Kind>) * 0.0,
+        Divergence::SkewKl(0.0) => kl_from_log(&lt, &ls),
+        Divergence::SkewKl(1.0) => lt.sum_dim_intlist(-1, false, None::<Kind>) * 0.0,
         Divergence::SkewKl(a) => kl_from_log(&lt, &log_mix(&lt, a, &ls, 1.0 - a)),
-        Divergence::SkewReverseKl(a) if a == 0.0 => kl_from_log(&ls, &lt),
-        Divergence::SkewReverseKl(a) if a == 1.0 => {
-            ls.sum_dim_intlist(-1, false, None::<Kind>) * 0.0
-        }
+        Divergence::SkewReverseKl(0.0) => kl_from_log(&ls, &lt),
+        Divergence::SkewReverseKl(1.0) => ls.sum_dim_intlist(-1, false, None::<Kind>) * 0.0,
         Divergence::SkewReverseKl(a) => kl_from_log(&ls, &log_mix(&ls, a, &lt, 1.0 - a)),
     })
 }

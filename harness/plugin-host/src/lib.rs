@@ -51,14 +51,13 @@ pub enum PluginError {
         found: u32,
         expected: u32,
     },
-    #[error("plugin '{name}' ({}): built against libtorch {found} (tch {found_tch}), this kidbench uses libtorch {expected} (tch {expected_tch}); rebuild the plugin", path.display())]
+    #[error("plugin '{name}' ({}): built against {found}, this kidbench uses {expected}; rebuild the plugin", path.display())]
     TorchVersion {
         name: String,
         path: PathBuf,
+        /// `libtorch <version> (tch <version>)` of the plugin.
         found: String,
-        found_tch: String,
         expected: String,
-        expected_tch: String,
     },
     #[error("plugin '{name}' ({}): {call} failed: {message}", path.display())]
     Call {
@@ -207,10 +206,11 @@ fn check_info(info: &PluginInfo, path: &Path) -> Result<(), PluginError> {
         return Err(PluginError::TorchVersion {
             name: info.name.to_string(),
             path: path.to_path_buf(),
-            found: info.libtorch_version.to_string(),
-            found_tch: info.tch_version.to_string(),
-            expected: LIBTORCH_VERSION.into(),
-            expected_tch: TCH_VERSION.into(),
+            found: format!(
+                "libtorch {} (tch {})",
+                info.libtorch_version, info.tch_version
+            ),
+            expected: format!("libtorch {LIBTORCH_VERSION} (tch {TCH_VERSION})"),
         });
     }
     Ok(())

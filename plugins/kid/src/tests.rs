@@ -202,9 +202,7 @@ fn hard_and_easy_pick_by_entropy_and_never_eos() {
     // tokens: 0 BOS, 1..3 prompt, then target 4..9, EOS at 9
     let ids = [1, 5, 6, 7, 10, 11, 12, 13, 14, 2];
     let mut labels = [IGNORE; 10];
-    for p in 3..9 {
-        labels[p] = ids[p + 1];
-    }
+    labels[3..9].copy_from_slice(&ids[4..10]);
     let c = candidates(&ids, &labels, 2);
     assert_eq!(c, [4, 5, 6, 7, 8]);
     let entropy = [0.0, 0.0, 0.0, 0.1, 0.9, 0.5, 0.8, 0.2, 9.0, 0.0];
