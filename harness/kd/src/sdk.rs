@@ -1,0 +1,480 @@
+//! Plugin-side SDK: implement [`Plugin`], then `kidbench_kd::export_plugin!(MyMethod);` in the
+//! plugin crate (which depends on `abi_stable` and is built as `cdylib` + `rlib`).
+//!
+//! The SDK validates parameters against [`Plugin::params`], catches panics in every exported
+//! function (returning them as errors), and wraps the host context in a safe [`Ctx`].
+
+use std::collections::BTreeMap;
+use std::ffi::c_void;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+pub use abi_stable;
+use abi_stable::prefix_type::PrefixTypeTrait;
+use abi_stable::std_types::{RErr, ROk, RResult, RString, RVec, Tuple2};
+pub use kidbench_plugin_api as api;
+use kidbench_plugin_api::{
+    BatchOwned, DataRequest, DataSource, HostCtx, MethodObj, Model, ParamKind, ParamSpec,
+    PluginInfo, PluginMod, PluginModRef, SampleSpec, SpecialTokens, StepInfo, TensorOwned,
+    TensorRef, ABI_VERSION, LIBTORCH_VERSION, TCH_VERSION,
+};
+use rand::SeedableRng;
+use tch::Tensor;
+
+/// A KD method, written as plain Rust.
+pub trait Plugin: Sized + Send + 'static {
+    const NAME: &'static str;
+    const VERSION: &'static str;
+    const DESCRIPTION: &'static str;
+    /// Parameters with defaults and valid ranges.
+    fn params() -> Vec<ParamSpec>;
+    /// Builds the method from validated parameters.
+    fn new(params: &Params) -> anyhow::Result<Self>;
+    /// The data this micro-batch needs (default: the ground truth, no teacher logits).
+    fn data_request(&mut self, _step: &StepInfo) -> anyhow::Result<DataRequest> {
+        Ok(ground_truth(false))
+    }
+    /// The scalar loss of this micro-batch, divided by `ctx.batch().norm`.
+    fn loss(&mut self, ctx: &mut Ctx<'_>) -> anyhow::Result<Tensor>;
+}
+
+/// Ground-truth data, with or without teacher logits.
+pub fn ground_truth(teacher_logits: bool) -> DataRequest {
+    DataRequest {
+        source: DataSource::GroundTruth,
+        sampling: sampling(1.0, 0),
+        teacher_logits,
+    }
+}
+
+/// Pure sampling at `temperature` (no top-k/top-p).
+pub fn sampling(temperature: f64, max_new_tokens: u32) -> SampleSpec {
+    SampleSpec {
+        temperature,
+        top_k: 0,
+        top_p: 1.0,
+        max_new_tokens,
+    }
+}
+
+// ---------------------------------------------------------------- parameters
+
+fn spec(name: &str, kind: ParamKind, default: &str, help: &str) -> ParamSpec {
+    ParamSpec {
+        name: name.into(),
+        kind,
+        default: default.into(),
+        min: f64::NEG_INFINITY,
+        max: f64::INFINITY,
+        choices: RVec::new(),
+        help: help.into(),
+    }
+}
+
+/// A float parameter in `min..=max`.
+pub fn float_param(name: &str, default: f64, min: f64, max: f64, help: &str) -> ParamSpec {
+    ParamSpec {
+        min,
+        max,
+        ..spec(name, ParamKind::Float, &default.to_string(), help)
+    }
+}
+
+/// An integer parameter in `min..=max`.
+pub fn int_param(name: &str, default: i64, min: i64, max: i64, help: &str) -> ParamSpec {
+    ParamSpec {
+        min: min as f64,
+        max: max as f64,
+        ..spec(name, ParamKind::Int, &default.to_string(), help)
+    }
+}
+
+pub fn bool_param(name: &str, default: bool, help: &str) -> ParamSpec {
+    spec(name, ParamKind::Bool, &default.to_string(), help)
+}
+
+/// Free text; an empty default means "unset".
+pub fn text_param(name: &str, default: &str, help: &str) -> ParamSpec {
+    spec(name, ParamKind::Text, default, help)
+}
+
+pub fn choice_param(name: &str, default: &str, choices: &[&str], help: &str) -> ParamSpec {
+    ParamSpec {
+        choices: choices.iter().map(|c| RString::from(*c)).collect(),
+        ..spec(name, ParamKind::Choice, default, help)
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Value {
+    Float(f64),
+    Int(i64),
+    Bool(bool),
+    Text(String),
+}
+
+/// Validated parameter values (defaults filled in).
+#[derive(Debug, Clone)]
+pub struct Params {
+    method: String,
+    values: BTreeMap<String, Value>,
+}
+
+impl Params {
+    /// Validates `given` against `specs`: unknown names list the valid ones, out-of-range values
+    /// name the range, bad choices list the choices. A bare boolean key (`vanilla=`) means true.
+    pub fn parse(
+        method: &str,
+        specs: &[ParamSpec],
+        given: &[(String, String)],
+    ) -> anyhow::Result<Params> {
+        let mut values = BTreeMap::new();
+        for s in specs {
+            values.insert(
+                s.name.to_string(),
+                parse_value(method, s, s.default.as_str())?,
+            );
+        }
+        for (k, v) in given {
+            let Some(s) = specs.iter().find(|s| s.name.as_str() == k.trim()) else {
+                let valid: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+                anyhow::bail!(
+                    "unknown parameter '{k}' for method '{method}'; valid parameters: {}",
+                    if valid.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        valid.join(", ")
+                    }
+                );
+            };
+            values.insert(s.name.to_string(), parse_value(method, s, v.trim())?);
+        }
+        Ok(Params {
+            method: method.to_string(),
+            values,
+        })
+    }
+
+    fn get(&self, name: &str) -> anyhow::Result<&Value> {
+        self.values
+            .get(name)
+            .ok_or_else(|| anyhow::anyhow!("method '{}' has no parameter '{name}'", self.method))
+    }
+
+    pub fn f64(&self, name: &str) -> anyhow::Result<f64> {
+        match self.get(name)? {
+            Value::Float(v) => Ok(*v),
+            Value::Int(v) => Ok(*v as f64),
+            other => anyhow::bail!("parameter '{name}' is not a number ({other:?})"),
+        }
+    }
+
+    pub fn i64(&self, name: &str) -> anyhow::Result<i64> {
+        match self.get(name)? {
+            Value::Int(v) => Ok(*v),
+            other => anyhow::bail!("parameter '{name}' is not an integer ({other:?})"),
+        }
+    }
+
+    pub fn bool(&self, name: &str) -> anyhow::Result<bool> {
+        match self.get(name)? {
+            Value::Bool(v) => Ok(*v),
+            other => anyhow::bail!("parameter '{name}' is not a boolean ({other:?})"),
+        }
+    }
+
+    /// A choice or text parameter.
+    pub fn text(&self, name: &str) -> anyhow::Result<&str> {
+        match self.get(name)? {
+            Value::Text(v) => Ok(v),
+            other => anyhow::bail!("parameter '{name}' is not text ({other:?})"),
+        }
+    }
+}
+
+fn parse_value(method: &str, s: &ParamSpec, v: &str) -> anyhow::Result<Value> {
+    let name = s.name.as_str();
+    let range = |x: f64| -> anyhow::Result<()> {
+        if x.is_nan() || x < s.min || x > s.max {
+            anyhow::bail!(
+                "parameter '{name}' of method '{method}' must be in [{}, {}], got {v}",
+                s.min,
+                s.max
+            );
+        }
+        Ok(())
+    };
+    Ok(match s.kind {
+        ParamKind::Float => {
+            let x: f64 = v.parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "parameter '{name}' of method '{method}' must be a number, got '{v}'"
+                )
+            })?;
+            range(x)?;
+            Value::Float(x)
+        }
+        ParamKind::Int => {
+            let x: i64 = v.parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "parameter '{name}' of method '{method}' must be an integer, got '{v}'"
+                )
+            })?;
+            range(x as f64)?;
+            Value::Int(x)
+        }
+        ParamKind::Bool => Value::Bool(match v.to_ascii_lowercase().as_str() {
+            "" | "true" | "1" | "yes" | "on" => true,
+            "false" | "0" | "no" | "off" => false,
+            _ => anyhow::bail!(
+                "parameter '{name}' of method '{method}' must be true or false, got '{v}'"
+            ),
+        }),
+        ParamKind::Choice => {
+            if !s.choices.iter().any(|c| c.as_str() == v) {
+                let valid: Vec<&str> = s.choices.iter().map(|c| c.as_str()).collect();
+                anyhow::bail!(
+                    "parameter '{name}' of method '{method}' must be one of {}, got '{v}'",
+                    valid.join("|")
+                );
+            }
+            Value::Text(v.to_string())
+        }
+        ParamKind::Text => Value::Text(v.to_string()),
+    })
+}
+
+// ---------------------------------------------------------------- the context
+
+/// A batch as the plugin sees it (its own handles).
+#[derive(Debug)]
+pub struct Batch {
+    pub input_ids: Tensor,
+    pub attention_mask: Tensor,
+    pub labels: Tensor,
+    pub loss_mask: Tensor,
+    pub norm: f64,
+}
+
+/// Safe view of the host's [`HostCtx`] during one `loss` call.
+pub struct Ctx<'a> {
+    raw: &'a mut HostCtx,
+}
+
+impl<'a> Ctx<'a> {
+    /// # Safety
+    /// `raw`'s handles and callbacks must be live for `'a` (true inside `loss`).
+    pub unsafe fn new(raw: &'a mut HostCtx) -> Self {
+        Ctx { raw }
+    }
+
+    fn tensor(&self, r: TensorRef) -> Tensor {
+        // SAFETY: handles in the context are live during the call (`Ctx::new`'s contract).
+        unsafe { r.to_tensor() }
+    }
+
+    /// The batch the [`DataRequest`] asked for.
+    pub fn batch(&self) -> Batch {
+        let b = &self.raw.batch;
+        Batch {
+            input_ids: self.tensor(b.input_ids),
+            attention_mask: self.tensor(b.attention_mask),
+            labels: self.tensor(b.labels),
+            loss_mask: self.tensor(b.loss_mask),
+            norm: b.norm_tokens,
+        }
+    }
+
+    /// Student logits on the batch, with grad.
+    pub fn student_logits(&self) -> Tensor {
+        self.tensor(self.raw.student_logits)
+    }
+
+    /// Teacher logits on the batch (no grad); an error when not requested.
+    pub fn teacher_logits(&self) -> anyhow::Result<Tensor> {
+        match self.raw.teacher_logits {
+            abi_stable::std_types::RSome(t) => Ok(self.tensor(t)),
+            abi_stable::std_types::RNone => {
+                anyhow::bail!("teacher logits were not requested (DataRequest::teacher_logits)")
+            }
+        }
+    }
+
+    /// Logits of `model` on arbitrary tokens; `grad` only applies to the student.
+    pub fn forward(
+        &mut self,
+        model: Model,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        grad: bool,
+    ) -> anyhow::Result<Tensor> {
+        let r = (self.raw.forward)(
+            self.raw.host,
+            model,
+            TensorRef::new(input_ids),
+            TensorRef::new(attention_mask),
+            grad,
+        );
+        match r {
+            // SAFETY: the host returns an owned handle made by `TensorOwned::new`.
+            ROk(t) => Ok(unsafe { t.into_tensor() }),
+            RErr(e) => anyhow::bail!("host forward ({model:?}): {e}"),
+        }
+    }
+
+    /// This micro-batch's prompts completed by `model`.
+    pub fn sample(&mut self, model: Model, spec: SampleSpec) -> anyhow::Result<Batch> {
+        match (self.raw.sample)(self.raw.host, model, spec) {
+            ROk(b) => Ok(owned_batch(b)),
+            RErr(e) => anyhow::bail!("host sampling ({model:?}): {e}"),
+        }
+    }
+
+    pub fn step(&self) -> StepInfo {
+        self.raw.step
+    }
+
+    pub fn tokens(&self) -> SpecialTokens {
+        self.raw.tokens
+    }
+
+    /// The seeded random source of this micro-batch; `stream` separates independent uses.
+    pub fn rng(&self, stream: u64) -> rand_chacha::ChaCha8Rng {
+        let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(self.raw.step.seed);
+        r.set_stream(stream);
+        r
+    }
+}
+
+fn owned_batch(b: BatchOwned) -> Batch {
+    // SAFETY: owned handles from the host, each taken exactly once.
+    unsafe {
+        Batch {
+            input_ids: b.input_ids.into_tensor(),
+            attention_mask: b.attention_mask.into_tensor(),
+            labels: b.labels.into_tensor(),
+            loss_mask: b.loss_mask.into_tensor(),
+            norm: b.norm_tokens,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- exported functions
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_string())
+}
+
+/// Runs `f`, turning errors and panics into `RErr`.
+pub fn guard<T>(f: impl FnOnce() -> anyhow::Result<T>) -> RResult<T, RString> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => ROk(v),
+        Ok(Err(e)) => RErr(format!("{e:#}").into()),
+        Err(p) => RErr(format!("panicked: {}", panic_message(p.as_ref())).into()),
+    }
+}
+
+/// The [`PluginInfo`] of `P`.
+pub fn info<P: Plugin>() -> PluginInfo {
+    PluginInfo {
+        name: P::NAME.into(),
+        version: P::VERSION.into(),
+        description: P::DESCRIPTION.into(),
+        abi_version: ABI_VERSION,
+        tch_version: TCH_VERSION.into(),
+        libtorch_version: LIBTORCH_VERSION.into(),
+        params: P::params().into(),
+    }
+}
+
+extern "C" fn info_shim<P: Plugin>() -> RResult<PluginInfo, RString> {
+    guard(|| Ok(info::<P>()))
+}
+
+extern "C" fn create_shim<P: Plugin>(
+    params: RVec<Tuple2<RString, RString>>,
+) -> RResult<MethodObj, RString> {
+    guard(|| {
+        let given: Vec<(String, String)> = params
+            .into_iter()
+            .map(|Tuple2(k, v)| (k.into_string(), v.into_string()))
+            .collect();
+        let p = Params::parse(P::NAME, &P::params(), &given)?;
+        let m = P::new(&p)?;
+        Ok(MethodObj {
+            state: Box::into_raw(Box::new(m)) as *mut c_void,
+            data_request: data_request_shim::<P>,
+            loss: loss_shim::<P>,
+            drop: drop_shim::<P>,
+        })
+    })
+}
+
+extern "C" fn data_request_shim<P: Plugin>(
+    state: *mut c_void,
+    step: StepInfo,
+) -> RResult<DataRequest, RString> {
+    guard(|| {
+        // SAFETY: `state` is the `Box<P>` made by `create_shim`, used by one caller at a time.
+        let m = unsafe { &mut *(state as *mut P) };
+        m.data_request(&step)
+    })
+}
+
+extern "C" fn loss_shim<P: Plugin>(
+    state: *mut c_void,
+    ctx: &mut HostCtx,
+) -> RResult<TensorOwned, RString> {
+    guard(|| {
+        // SAFETY: as in `data_request_shim`; the context is live during this call.
+        let m = unsafe { &mut *(state as *mut P) };
+        let mut ctx = unsafe { Ctx::new(ctx) };
+        m.loss(&mut ctx).map(TensorOwned::new)
+    })
+}
+
+extern "C" fn drop_shim<P: Plugin>(state: *mut c_void) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: called exactly once by the host, on the box made by `create_shim`.
+        drop(unsafe { Box::from_raw(state as *mut P) });
+    }));
+}
+
+/// The root module of plugin `P`.
+pub fn module<P: Plugin>() -> PluginModRef {
+    PluginMod {
+        info: info_shim::<P>,
+        create: create_shim::<P>,
+    }
+    .leak_into_prefix()
+}
+
+/// Exports `$ty: Plugin` as this cdylib's root module (`kidbench_plugin_root()` stays callable
+/// from Rust, e.g. in tests). The crate must depend on `abi_stable`.
+#[macro_export]
+macro_rules! export_plugin {
+    ($ty:ty) => {
+        #[::abi_stable::export_root_module]
+        pub fn kidbench_plugin_root() -> $crate::sdk::api::PluginModRef {
+            $crate::sdk::module::<$ty>()
+        }
+    };
+}
+
+/// A seeded random source for `step` (e.g. in `data_request`); `stream` separates uses.
+pub fn step_rng(step: &StepInfo, stream: u64) -> rand_chacha::ChaCha8Rng {
+    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(step.seed);
+    r.set_stream(stream);
+    r
+}
+
+/// Training progress in `[0, 1]` (`step / total_steps`).
+pub fn progress(step: &StepInfo) -> f64 {
+    if step.total_steps == 0 {
+        0.0
+    } else {
+        (step.step as f64 / step.total_steps as f64).clamp(0.0, 1.0)
+    }
+}

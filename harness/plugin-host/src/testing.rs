@@ -1,0 +1,164 @@
+//! A toy host for tests and as a reference of the trainer's side of a step: "models" are lookup
+//! tables (`logits[b, t] = table[input_ids[b, t]]`), so the logits of any token tensor are cheap,
+//! deterministic, and (for the student) differentiable.
+
+use anyhow::Context;
+use tch::{Device, Kind, Tensor};
+
+use crate::{
+    BatchTensors, DataSource, HostServices, LossInput, Model, PluginError, PluginMethod,
+    SampleSpec, SampledBatch, SpecialTokens, StepInfo,
+};
+
+/// Label of positions without loss.
+pub const IGNORE: i64 = -100;
+
+/// Right-padded batch of `(tokens, prompt_len)` examples (tokens = BOS + prompt + target + EOS),
+/// laid out as the trainer's `collate` does. `norm_tokens` is this batch's target count.
+pub fn collate(examples: &[(Vec<i64>, usize)], pad: i64) -> anyhow::Result<SampledBatch> {
+    let t = examples.iter().map(|e| e.0.len()).max().unwrap_or(0);
+    anyhow::ensure!(
+        !examples.is_empty() && t >= 2,
+        "need examples of two tokens or more"
+    );
+    let b = examples.len();
+    let mut ids = vec![pad; b * t];
+    let mut att = vec![0i64; b * t];
+    let mut labels = vec![IGNORE; b * t];
+    let mut n = 0usize;
+    for (i, (toks, prompt_len)) in examples.iter().enumerate() {
+        anyhow::ensure!(
+            *prompt_len >= 1 && *prompt_len <= toks.len(),
+            "bad prompt_len"
+        );
+        ids[i * t..i * t + toks.len()].copy_from_slice(toks);
+        att[i * t..i * t + toks.len()]
+            .iter_mut()
+            .for_each(|a| *a = 1);
+        for p in (prompt_len - 1)..(toks.len() - 1) {
+            labels[i * t + p] = toks[p + 1];
+            n += 1;
+        }
+    }
+    let shape = [b as i64, t as i64];
+    let labels = Tensor::from_slice(&labels).view(shape);
+    Ok(SampledBatch {
+        input_ids: Tensor::from_slice(&ids).view(shape),
+        attention_mask: Tensor::from_slice(&att).view(shape),
+        loss_mask: labels.ne(IGNORE).to_kind(Kind::Float),
+        labels,
+        norm_tokens: n as f64,
+    })
+}
+
+/// Two lookup-table "models" over a vocabulary of `vocab` tokens.
+pub struct ToyHost {
+    pub student: Tensor,
+    pub teacher: Tensor,
+    /// What `sample(Student, ..)` / `sample(Teacher, ..)` return.
+    pub student_samples: Option<SampledBatch>,
+    pub teacher_samples: Option<SampledBatch>,
+    /// Log of `(model, grad)` of every extra forward.
+    pub forwards: Vec<(Model, bool)>,
+    pub samples: Vec<(Model, SampleSpec)>,
+}
+
+impl ToyHost {
+    pub fn new(vocab: i64, seed: i64) -> Self {
+        tch::manual_seed(seed);
+        let opts = (Kind::Float, Device::Cpu);
+        ToyHost {
+            student: Tensor::randn([vocab, vocab], opts).set_requires_grad(true),
+            teacher: Tensor::randn([vocab, vocab], opts) * 2.0,
+            student_samples: None,
+            teacher_samples: None,
+            forwards: Vec::new(),
+            samples: Vec::new(),
+        }
+    }
+
+    /// Logits of `model` on `input_ids`.
+    pub fn logits(&self, model: Model, input_ids: &Tensor, grad: bool) -> Tensor {
+        let table = match model {
+            Model::Student if grad => self.student.shallow_clone(),
+            Model::Student => self.student.detach(),
+            Model::Teacher => self.teacher.detach(),
+        };
+        let size = input_ids.size();
+        let v = table.size()[0];
+        table
+            .index_select(0, &input_ids.flatten(0, -1))
+            .view([size[0], size[1], v])
+    }
+
+    /// One micro-batch step as the trainer does it: the method's data request, the batch it
+    /// names, student logits (grad), teacher logits when asked, then the loss.
+    pub fn step(
+        &mut self,
+        method: &PluginMethod,
+        gold: &SampledBatch,
+        step: StepInfo,
+        tokens: SpecialTokens,
+    ) -> anyhow::Result<Tensor> {
+        let req = method.data_request(&step)?;
+        let sampled;
+        let batch: BatchTensors<'_> = match req.source {
+            DataSource::GroundTruth => gold.view(),
+            DataSource::StudentSamples => {
+                sampled = self.sample(Model::Student, &req.sampling)?;
+                sampled.view()
+            }
+            DataSource::TeacherSamples => {
+                sampled = self.sample(Model::Teacher, &req.sampling)?;
+                sampled.view()
+            }
+        };
+        let student_logits = self.logits(Model::Student, batch.input_ids, true);
+        let teacher_logits = req
+            .teacher_logits
+            .then(|| self.logits(Model::Teacher, batch.input_ids, false));
+        let input = LossInput {
+            batch,
+            student_logits: &student_logits,
+            teacher_logits: teacher_logits.as_ref(),
+            step,
+            tokens,
+        };
+        let loss: Result<Tensor, PluginError> = method.loss(&input, self);
+        Ok(loss?)
+    }
+}
+
+fn copy(b: &SampledBatch) -> SampledBatch {
+    SampledBatch {
+        input_ids: b.input_ids.copy(),
+        attention_mask: b.attention_mask.copy(),
+        labels: b.labels.copy(),
+        loss_mask: b.loss_mask.copy(),
+        norm_tokens: b.norm_tokens,
+    }
+}
+
+impl HostServices for ToyHost {
+    fn forward(
+        &mut self,
+        model: Model,
+        input_ids: &Tensor,
+        _attention_mask: &Tensor,
+        grad: bool,
+    ) -> anyhow::Result<Tensor> {
+        anyhow::ensure!(input_ids.dim() == 2, "input_ids must be [batch, time]");
+        self.forwards.push((model, grad));
+        Ok(self.logits(model, input_ids, grad))
+    }
+
+    fn sample(&mut self, model: Model, spec: &SampleSpec) -> anyhow::Result<SampledBatch> {
+        self.samples.push((model, *spec));
+        let b = match model {
+            Model::Student => self.student_samples.as_ref(),
+            Model::Teacher => self.teacher_samples.as_ref(),
+        };
+        b.map(copy)
+            .with_context(|| format!("the toy host has no {model:?} samples"))
+    }
+}

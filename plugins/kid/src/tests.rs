@@ -1,0 +1,222 @@
+use super::*;
+use kidbench_plugin_host::testing::{collate, ToyHost};
+use kidbench_plugin_host::{PluginEntry, PluginMethod, SampledBatch, SpecialTokens};
+use rand::SeedableRng;
+
+const TOK: SpecialTokens = SpecialTokens {
+    pad: 0,
+    eos: 2,
+    mask: 3,
+};
+const V: i64 = 40;
+
+fn create(kv: &[(&str, &str)]) -> anyhow::Result<PluginMethod> {
+    let entry = PluginEntry::from_module(kidbench_plugin_root(), "<linked>".as_ref())?;
+    let kv: Vec<(String, String)> = kv
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Ok(entry.create(&kv)?)
+}
+
+fn step(i: u64) -> StepInfo {
+    StepInfo {
+        step: i,
+        total_steps: 10,
+        micro_batch: 0,
+        seed: 31 + i,
+    }
+}
+
+/// Rows with 4-token prompts and targets of 20, 12 and 7 tokens (+ EOS), tokens in 4..V.
+fn gold() -> anyhow::Result<SampledBatch> {
+    let row = |target: usize, off: i64| {
+        let mut v = vec![1, 5, 6, 7];
+        v.extend((0..target as i64).map(|i| 4 + (i * 7 + off) % (V - 4)));
+        v.push(2);
+        (v, 4)
+    };
+    collate(&[row(20, 0), row(12, 3), row(7, 11)], 0)
+}
+
+#[test]
+fn alpha_zero_and_vanilla_equal_rkd_plus_mle_exactly() -> anyhow::Result<()> {
+    let g = gold()?;
+    for kv in [
+        [("alpha", "0"), ("temperature", "1.5")],
+        [("vanilla", "true"), ("temperature", "1.5")],
+    ] {
+        let m = create(&kv)?;
+        let mut host = ToyHost::new(V, 3);
+        let loss = host.step(&m, &g, step(0), TOK)?;
+        let s = host.logits(Model::Student, &g.input_ids, true);
+        let t = host.logits(Model::Teacher, &g.input_ids, false);
+        let rkd = divergence_loss(
+            Divergence::ReverseKl,
+            &s,
+            &t,
+            &g.loss_mask,
+            g.norm_tokens,
+            1.5,
+        )? + mle_loss(&s, &g.labels, g.norm_tokens, IGNORE)?;
+        assert!(loss.equal(&rkd), "{kv:?}: {loss} vs {rkd}");
+        assert!(host.forwards.is_empty());
+    }
+    Ok(())
+}
+
+fn read_dump(path: &std::path::Path) -> anyhow::Result<Vec<serde_json::Value>> {
+    std::fs::read_to_string(path)?
+        .lines()
+        .map(|l| Ok(serde_json::from_str(l)?))
+        .collect()
+}
+
+fn ints(v: &serde_json::Value, key: &str) -> Vec<i64> {
+    v[key]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_i64()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn imperfect_targets_differ_only_at_masked_target_tokens() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let g = gold()?;
+    let labels = to_vec_i64(&g.labels)?;
+    let t = g.input_ids.size()[1] as usize;
+    for strategy in ["random", "uniform", "hard", "easy"] {
+        for fill in ["argmax", "sample"] {
+            let path = dir.path().join(format!("{strategy}-{fill}.jsonl"));
+            let ps = path.to_string_lossy().to_string();
+            let m = create(&[
+                ("alpha", "0.3"),
+                ("strategy", strategy),
+                ("fill", fill),
+                ("dump", &ps),
+            ])?;
+            let mut host = ToyHost::new(V, 5);
+            let loss = host.step(&m, &g, step(1), TOK)?;
+            loss.backward();
+            assert_eq!(
+                host.forwards,
+                [
+                    (Model::Student, false),
+                    (Model::Student, true),
+                    (Model::Teacher, false)
+                ]
+            );
+            let rows = read_dump(&path)?;
+            assert_eq!(rows.len(), 3);
+            let mut changed = 0;
+            for (r, row) in rows.iter().enumerate() {
+                let (gt, masked, imp, pos) = (
+                    ints(row, "ground_truth"),
+                    ints(row, "masked"),
+                    ints(row, "imperfect"),
+                    ints(row, "positions"),
+                );
+                let lab = &labels[r * t..(r + 1) * t];
+                let cands = candidates(&gt, lab, TOK.eos);
+                let want = (0.3 * cands.len() as f64).round() as usize;
+                assert_eq!(pos.len(), want, "{strategy}: row {r}");
+                for q in 0..t {
+                    let is_masked = pos.contains(&(q as i64));
+                    if is_masked {
+                        // a target token (position q-1 carries loss), not EOS, not prompt/pad
+                        assert!(
+                            q >= 1 && lab[q - 1] != IGNORE && gt[q] != TOK.eos && gt[q] != TOK.pad
+                        );
+                        assert_eq!(masked[q], TOK.mask);
+                        assert_ne!(imp[q], TOK.mask, "filled by the student");
+                        changed += (imp[q] != gt[q]) as usize;
+                    } else {
+                        assert_eq!(masked[q], gt[q]);
+                        assert_eq!(
+                            imp[q], gt[q],
+                            "{strategy}/{fill}: row {r} token {q} changed"
+                        );
+                    }
+                }
+            }
+            assert!(
+                changed > 0,
+                "the toy student should get some masked tokens wrong"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn mask_only_uses_the_masked_sequence_without_a_fill_forward() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("d.jsonl");
+    let ps = path.to_string_lossy().to_string();
+    let m = create(&[("alpha", "0.5"), ("mask_only", "true"), ("dump", &ps)])?;
+    let mut host = ToyHost::new(V, 5);
+    let _ = host.step(&m, &gold()?, step(2), TOK)?;
+    assert_eq!(
+        host.forwards,
+        [(Model::Student, true), (Model::Teacher, false)]
+    );
+    for row in read_dump(&path)? {
+        assert_eq!(ints(&row, "masked"), ints(&row, "imperfect"));
+    }
+    Ok(())
+}
+
+#[test]
+fn seeded_and_needs_a_mask_token() -> anyhow::Result<()> {
+    let g = gold()?;
+    let run = |seed_step: u64| -> anyhow::Result<f64> {
+        let m = create(&[("alpha", "0.4"), ("fill", "sample")])?;
+        let mut host = ToyHost::new(V, 8);
+        Ok(host.step(&m, &g, step(seed_step), TOK)?.double_value(&[]))
+    };
+    assert_eq!(run(4)?, run(4)?);
+    let m = create(&[("alpha", "0.4")])?;
+    let no_mask = SpecialTokens { mask: -1, ..TOK };
+    let e = ToyHost::new(V, 8)
+        .step(&m, &g, step(0), no_mask)
+        .expect_err("no mask token");
+    assert!(format!("{e:#}").contains("mask token"), "{e:#}");
+    let e = create(&[("alpha", "1.5")]).expect_err("range").to_string();
+    assert!(e.contains("[0, 1]"), "{e}");
+    let e = create(&[("strategy", "worst")])
+        .expect_err("choice")
+        .to_string();
+    assert!(e.contains("random|uniform|hard|easy"), "{e}");
+    let e = create(&[("alpah", "0.1")])
+        .expect_err("unknown")
+        .to_string();
+    assert!(
+        e.contains("alpha, strategy, fill, mask_only, vanilla"),
+        "{e}"
+    );
+    Ok(())
+}
+
+#[test]
+fn hard_and_easy_pick_by_entropy_and_never_eos() {
+    // tokens: 0 BOS, 1..3 prompt, then target 4..9, EOS at 9
+    let ids = [1, 5, 6, 7, 10, 11, 12, 13, 14, 2];
+    let mut labels = [IGNORE; 10];
+    labels[3..9].copy_from_slice(&ids[4..10]);
+    let c = candidates(&ids, &labels, 2);
+    assert_eq!(c, [4, 5, 6, 7, 8]);
+    let entropy = [0.0, 0.0, 0.0, 0.1, 0.9, 0.5, 0.8, 0.2, 9.0, 0.0];
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    // token q is scored by entropy[q-1]: 4→.1, 5→.9, 6→.5, 7→.8, 8→.2
+    assert_eq!(select(&c, 0.4, Strategy::Hard, &entropy, &mut rng), [5, 7]);
+    assert_eq!(select(&c, 0.4, Strategy::Easy, &entropy, &mut rng), [4, 8]);
+    assert_eq!(select(&c, 1.0, Strategy::Uniform, &entropy, &mut rng), c);
+    assert_eq!(
+        select(&c, 0.0, Strategy::Random, &entropy, &mut rng),
+        Vec::<usize>::new()
+    );
+    assert_eq!(
+        select(&c, 0.6, Strategy::Random, &entropy, &mut rng).len(),
+        3
+    );
+}
