@@ -4,4 +4,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/env.sh
 echo "kidbench: LIBTORCH=$LIBTORCH" >&2
-cargo test --workspace --locked "$@"
+# Build every crate first: the KD method plugins are cdylibs, which `cargo test` alone does not
+# produce, and the plugin tests load them from the build output.
+cargo build --workspace --locked
+# The cdylibs exist now: the plugin host tests need not build them again (a nested build with
+# a narrower package set would recompile dependencies with other features).
+KIDBENCH_SKIP_PLUGIN_BUILD=1 cargo test --workspace --locked "$@"

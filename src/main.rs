@@ -3,6 +3,7 @@
 mod doctor;
 mod eval_cmd;
 mod paths;
+mod plugins_cmd;
 mod synth_cmd;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +27,12 @@ enum Command {
     Synth(synth_cmd::SynthArgs),
     /// List the known benchmarks and whether their files are present.
     Benchmarks(synth_cmd::BenchmarksArgs),
+    /// Train (or reuse) a teacher, train one student per method, score both on the dev split.
+    Run(kidbench_train::RunArgs),
+    /// Fine-tune a teacher with SFT and cache it (keyed by model, data and config).
+    Teacher(kidbench_train::TeacherArgs),
+    /// List the KD method plugins found, with their parameters and any load failures.
+    Plugins(plugins_cmd::PluginsArgs),
     /// Print the libtorch in use, CUDA availability and where data and models are looked for.
     Doctor(doctor::DoctorArgs),
     /// Test suites for test-suite accuracy (TS).
@@ -53,6 +60,27 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match &cli.command {
         Command::Doctor(a) => doctor::run(a, cuda_loaded),
+        Command::Plugins(a) => plugins_cmd::run(a),
+        Command::Run(a) => {
+            let s = kidbench_train::run(a)?;
+            println!("results: {}", s.dir.display());
+            let teacher = if s.teacher_reused {
+                "cached"
+            } else {
+                "trained"
+            };
+            println!("teacher ({teacher}) EX {:.1}%", 100.0 * s.teacher.ex);
+            for m in &s.methods {
+                println!("{} EX {:.1}%", m.name, 100.0 * m.ex);
+            }
+            Ok(())
+        }
+        Command::Teacher(a) => {
+            let t = kidbench_train::teacher(a)?;
+            let how = if t.reused { "cached" } else { "trained" };
+            println!("teacher {} ({how})", t.dir.display());
+            Ok(())
+        }
         Command::Eval(a) => eval_cmd::run(a),
         Command::Synth(a) => synth_cmd::run(a),
         Command::Benchmarks(a) => synth_cmd::list(a),

@@ -4,4 +4,5 @@ mod util;
 
 mod cli_eval;
 mod doctor;
+mod plugins;
 mod synth_check;
