@@ -478,3 +478,65 @@ pub fn progress(step: &StepInfo) -> f64 {
         (step.step as f64 / step.total_steps as f64).clamp(0.0, 1.0)
     }
 }
+
+/// The body shared by the fixed-data KD methods (`fkd`, `rkd`): a divergence between student and
+/// teacher on the ground truth, plus the MLE loss on the ground truth weighted by `mle_weight`.
+/// A plugin wraps it, choosing only the divergence, its name and its description.
+pub struct GroundTruthKd {
+    divergence: crate::Divergence,
+    temperature: f64,
+    mle_weight: f64,
+}
+
+impl GroundTruthKd {
+    /// `temperature` and `mle_weight`, with their ranges.
+    pub fn params() -> Vec<ParamSpec> {
+        vec![
+            float_param(
+                "temperature",
+                1.0,
+                0.01,
+                100.0,
+                "softmax temperature of both sides",
+            ),
+            float_param(
+                "mle_weight",
+                1.0,
+                0.0,
+                100.0,
+                "weight of the MLE loss on the ground truth",
+            ),
+        ]
+    }
+
+    pub fn new(divergence: crate::Divergence, p: &Params) -> anyhow::Result<Self> {
+        Ok(GroundTruthKd {
+            divergence,
+            temperature: p.f64("temperature")?,
+            mle_weight: p.f64("mle_weight")?,
+        })
+    }
+
+    /// Ground truth, with the teacher's logits.
+    pub fn data_request(&self) -> DataRequest {
+        ground_truth(true)
+    }
+
+    pub fn loss(&self, ctx: &mut Ctx<'_>) -> anyhow::Result<Tensor> {
+        let b = ctx.batch();
+        let s = ctx.student_logits();
+        let t = ctx.teacher_logits()?;
+        let div = crate::divergence_loss(
+            self.divergence,
+            &s,
+            &t,
+            &b.loss_mask,
+            b.norm,
+            self.temperature,
+        )?;
+        if self.mle_weight == 0.0 {
+            return Ok(div);
+        }
+        Ok(div + crate::mle_loss(&s, &b.labels, b.norm, crate::IGNORE)? * self.mle_weight)
+    }
+}

@@ -1,14 +1,11 @@
 //! `fkd`: forward KL(T||S) on the ground truth + MLE (auxiliary cross-entropy on the ground truth).
 
 use kidbench_kd::sdk::api::{DataRequest, ParamSpec, StepInfo};
-use kidbench_kd::sdk::{float_param, ground_truth, Ctx, Params, Plugin};
-use kidbench_kd::{divergence_loss, mle_loss, Divergence, IGNORE};
+use kidbench_kd::sdk::{Ctx, GroundTruthKd, Params, Plugin};
+use kidbench_kd::Divergence;
 use tch::Tensor;
 
-pub struct Fkd {
-    temperature: f64,
-    mle_weight: f64,
-}
+pub struct Fkd(GroundTruthKd);
 
 impl Plugin for Fkd {
     const NAME: &'static str = "fkd";
@@ -16,51 +13,19 @@ impl Plugin for Fkd {
     const DESCRIPTION: &'static str = "forward KL(T||S) on the ground truth + MLE";
 
     fn params() -> Vec<ParamSpec> {
-        vec![
-            float_param(
-                "temperature",
-                1.0,
-                0.01,
-                100.0,
-                "softmax temperature of both sides",
-            ),
-            float_param(
-                "mle_weight",
-                1.0,
-                0.0,
-                100.0,
-                "weight of the MLE loss on the ground truth",
-            ),
-        ]
+        GroundTruthKd::params()
     }
 
     fn new(p: &Params) -> anyhow::Result<Self> {
-        Ok(Fkd {
-            temperature: p.f64("temperature")?,
-            mle_weight: p.f64("mle_weight")?,
-        })
+        Ok(Fkd(GroundTruthKd::new(Divergence::ForwardKl, p)?))
     }
 
     fn data_request(&mut self, _: &StepInfo) -> anyhow::Result<DataRequest> {
-        Ok(ground_truth(true))
+        Ok(self.0.data_request())
     }
 
     fn loss(&mut self, ctx: &mut Ctx<'_>) -> anyhow::Result<Tensor> {
-        let b = ctx.batch();
-        let s = ctx.student_logits();
-        let t = ctx.teacher_logits()?;
-        let div = divergence_loss(
-            Divergence::ForwardKl,
-            &s,
-            &t,
-            &b.loss_mask,
-            b.norm,
-            self.temperature,
-        )?;
-        if self.mle_weight == 0.0 {
-            return Ok(div);
-        }
-        Ok(div + mle_loss(&s, &b.labels, b.norm, IGNORE)? * self.mle_weight)
+        self.0.loss(ctx)
     }
 }
 
@@ -69,6 +34,7 @@ kidbench_kd::export_plugin!(Fkd);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kidbench_kd::{divergence_loss, mle_loss, IGNORE};
     use kidbench_plugin_host::testing::{collate, ToyHost};
     use kidbench_plugin_host::{Model, PluginEntry, SpecialTokens, StepInfo};
 
