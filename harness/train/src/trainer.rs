@@ -42,6 +42,9 @@ pub struct TrainConfig {
     pub checkpoint_every: usize,
     /// Write a metrics line every this many steps (and at the last).
     pub log_every: usize,
+    /// Batch examples of similar length together (less padding; see `DataOrder::grouped`).
+    #[serde(default)]
+    pub group_by_length: bool,
 }
 
 impl Default for TrainConfig {
@@ -58,6 +61,7 @@ impl Default for TrainConfig {
             seed: 42,
             checkpoint_every: 200,
             log_every: 10,
+            group_by_length: true,
         }
     }
 }
@@ -307,7 +311,12 @@ pub fn train(
         anyhow::bail!("method '{}' needs a teacher model", method.name());
     }
     let device = vs.device();
-    let mut order = DataOrder::new(data.len(), cfg.seed)?;
+    let mut order = if cfg.group_by_length {
+        let lengths: Vec<usize> = data.iter().map(|e| e.input_ids.len()).collect();
+        DataOrder::grouped(&lengths, cfg.seed, cfg.batch_size)?
+    } else {
+        DataOrder::new(data.len(), cfg.seed)?
+    };
     let mut adam = AdamW::new(vs, cfg.adamw);
 
     let mut start = 0usize;
