@@ -74,10 +74,9 @@ fn validate_name(name: &str) -> Result<()> {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if !ok {
-        let hint = if name.contains('-') {
-            format!(" (try '{}')", name.replace('-', "_"))
-        } else if name.chars().any(|c| c.is_ascii_uppercase()) {
-            format!(" (try '{}')", name.to_ascii_lowercase())
+        let fixed = name.to_ascii_lowercase().replace(['-', ' ', '.'], "_");
+        let hint = if fixed != name && validate_name(&fixed).is_ok() {
+            format!(" (try '{fixed}')")
         } else {
             String::new()
         };
@@ -214,14 +213,16 @@ fn plan(args: &NewArgs, cwd: &Path) -> Result<Plan> {
             };
             for krate in ["harness/kd", "harness/plugin-host"] {
                 if !kidbench.join(krate).join("Cargo.toml").is_file() {
-                    let which = if given.is_some() {
-                        "--kidbench-path"
-                    } else {
-                        "the sources this binary was built from (pass --kidbench-path)"
-                    };
+                    let shown = kidbench.display();
+                    if given.is_some() {
+                        bail!(
+                            "--kidbench-path {shown} is not a kidbench checkout \
+                             (no {krate}/Cargo.toml)"
+                        );
+                    }
                     bail!(
-                        "{} is not a kidbench checkout: no {krate}/Cargo.toml in {which}",
-                        kidbench.display()
+                        "{shown}, the kidbench sources this binary was built from, has no \
+                         {krate}/Cargo.toml: pass --kidbench-path <kidbench checkout>"
                     );
                 }
             }
@@ -434,6 +435,10 @@ mod tests {
         }
         let e = validate_name("skew-kl").unwrap_err().to_string();
         assert!(e.contains("try 'skew_kl'"), "{e}");
+        let e = validate_name("Skew-KL").unwrap_err().to_string();
+        assert!(e.contains("try 'skew_kl'"), "{e}");
+        let e = validate_name("1x").unwrap_err().to_string();
+        assert!(!e.contains("try"), "{e}");
         assert!(validate_name(&"a".repeat(65)).is_err());
     }
 
