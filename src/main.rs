@@ -3,6 +3,7 @@
 mod doctor;
 mod eval_cmd;
 mod paths;
+mod plugin_new;
 mod plugins_cmd;
 mod synth_cmd;
 
@@ -33,6 +34,11 @@ enum Command {
     Teacher(kidbench_train::TeacherArgs),
     /// List the KD method plugins found, with their parameters and any load failures.
     Plugins(plugins_cmd::PluginsArgs),
+    /// Write KD method plugins.
+    Plugin {
+        #[command(subcommand)]
+        cmd: PluginCmd,
+    },
     /// Print the libtorch in use, CUDA availability and where data and models are looked for.
     Doctor(doctor::DoctorArgs),
     /// Test suites for test-suite accuracy (TS).
@@ -40,6 +46,12 @@ enum Command {
         #[command(subcommand)]
         cmd: TestsuiteCmd,
     },
+}
+
+#[derive(Subcommand)]
+enum PluginCmd {
+    /// Create a plugin crate: a working skew-KL method with unit tests, to build and change.
+    New(plugin_new::NewArgs),
 }
 
 #[derive(Subcommand)]
@@ -61,6 +73,9 @@ fn main() -> anyhow::Result<()> {
     match &cli.command {
         Command::Doctor(a) => doctor::run(a, cuda_loaded),
         Command::Plugins(a) => plugins_cmd::run(a),
+        Command::Plugin {
+            cmd: PluginCmd::New(a),
+        } => plugin_new::run(a),
         Command::Run(a) => {
             let s = kidbench_train::run(a)?;
             println!("results: {}", s.dir.display());

@@ -4,5 +4,6 @@ mod util;
 
 mod cli_eval;
 mod doctor;
+mod plugin_new;
 mod plugins;
 mod synth_check;

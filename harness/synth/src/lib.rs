@@ -86,43 +86,16 @@ pub enum SynthError {
     },
 }
 
-/// Spider's hardness levels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Hardness {
-    Easy,
-    Medium,
-    Hard,
-    Extra,
-}
+/// Spider's hardness levels: the sql crate's type (its `as_str` names are the JSON names).
+pub use kidbench_sql::hardness::Hardness;
 
-impl Hardness {
-    /// All levels, easiest first.
-    pub const ALL: [Hardness; 4] = [
-        Hardness::Easy,
-        Hardness::Medium,
-        Hardness::Hard,
-        Hardness::Extra,
-    ];
-
-    /// Lower-case name, as in the JSON files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Hardness::Easy => "easy",
-            Hardness::Medium => "medium",
-            Hardness::Hard => "hard",
-            Hardness::Extra => "extra",
-        }
-    }
-
-    /// Target share of each level (Spider dev: 24/43/17/16 %).
-    pub fn target_share(self) -> f64 {
-        match self {
-            Hardness::Easy => 0.24,
-            Hardness::Medium => 0.43,
-            Hardness::Hard => 0.17,
-            Hardness::Extra => 0.16,
-        }
+/// Target share of each level in generated splits (Spider dev: 24/43/17/16 %).
+pub fn target_share(level: Hardness) -> f64 {
+    match level {
+        Hardness::Easy => 0.24,
+        Hardness::Medium => 0.43,
+        Hardness::Hard => 0.17,
+        Hardness::Extra => 0.16,
     }
 }
 
@@ -255,12 +228,12 @@ fn db_rng(seed: u64, db_id: &str) -> ChaCha8Rng {
 
 /// Number of pairs wanted at each level for `n` pairs (largest-remainder rounding).
 fn level_quotas(n: usize) -> [(Hardness, usize); 4] {
-    let mut q = Hardness::ALL.map(|h| (h, (n as f64 * h.target_share()).floor() as usize));
+    let mut q = Hardness::ALL.map(|h| (h, (n as f64 * target_share(h)).floor() as usize));
     let mut rest = n - q.iter().map(|(_, c)| c).sum::<usize>();
     let mut order: Vec<usize> = (0..4).collect();
     order.sort_by(|a, b| {
-        let fa = n as f64 * Hardness::ALL[*a].target_share();
-        let fb = n as f64 * Hardness::ALL[*b].target_share();
+        let fa = n as f64 * target_share(Hardness::ALL[*a]);
+        let fb = n as f64 * target_share(Hardness::ALL[*b]);
         (fb - fb.floor()).total_cmp(&(fa - fa.floor()))
     });
     for i in order {

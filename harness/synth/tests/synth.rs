@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use kidbench_synth::{
-    generate, is_current, read_manifest, templates, Hardness, Manifest, Pair, SpiderSchema,
-    SynthConfig, FAMILIES,
+    generate, is_current, read_manifest, target_share, templates, Hardness, Manifest, Pair,
+    SpiderSchema, SynthConfig, FAMILIES,
 };
 use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest, Sha256};
@@ -198,11 +198,11 @@ fn hardness_mix_close_to_spider_dev() {
         for h in Hardness::ALL {
             let share = ps.iter().filter(|p| p.hardness == h).count() as f64 / ps.len() as f64;
             assert!(
-                (share - h.target_share()).abs() <= 0.03,
+                (share - target_share(h)).abs() <= 0.03,
                 "{split} {}: {:.1}% vs target {:.0}%",
                 h.as_str(),
                 100.0 * share,
-                100.0 * h.target_share()
+                100.0 * target_share(h)
             );
         }
     }
