@@ -822,7 +822,9 @@ impl Qwen2ForCausalLM {
         self.hidden(input_ids, attention_mask, None)
     }
 
-    fn logits(&self, h: &Tensor) -> Result<Tensor> {
+    /// The LM head on hidden states `[..., D]` (e.g. only the rows of target positions, which
+    /// is what makes SFT on long prompts cheap): logits `[..., V]` fp32.
+    pub fn logits(&self, h: &Tensor) -> Result<Tensor> {
         let y = match &self.lm_head {
             Some(l) => l.forward(h)?,
             None => h.f_linear::<Tensor>(&self.embed_tokens, None)?,

@@ -2,8 +2,9 @@
 //!
 //! The tokenizer shared by the student and teacher models of kidbench.
 //!
-//! * [`SqlTokenizer::train`] trains a **byte-level BPE** (GPT-2 style pre-tokenizer, no
-//!   normalizer, byte-level decoder) on the benchmark's prompts and SQL. Byte-level BPE
+//! * [`SqlTokenizer::train`] trains a **byte-level BPE** (GPT-2 style pre-tokenizer that keeps
+//!   SQL identifiers such as `author_id` whole, see [`WORD_PATTERN`]; no normalizer, byte-level
+//!   decoder) on the benchmark's prompts and SQL. Byte-level BPE
 //!   round-trips every UTF-8 string exactly: spaces, quotes, punctuation, digits, case and
 //!   non-ASCII text such as `Zürich` come back byte for byte from [`SqlTokenizer::decode`].
 //!   The special tokens `<pad>`, `<s>`, `</s>`, `<mask>` get the fixed ids 0, 1, 2, 3.
@@ -35,11 +36,40 @@ use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
 use tokenizers::models::TrainerWrapper;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::processors::template::TemplateProcessing;
+use tokenizers::SplitDelimiterBehavior;
 use tokenizers::{AddedToken, Tokenizer};
 
 pub use compat::check_compatible;
 pub use error::{Error, Result};
+
+/// How trained tokenizers cut text into words before BPE: GPT-2's pattern, except that a word
+/// may hold `_` and, after its first letter, digits. SQL identifiers such as `author_id` or
+/// `T1` are then one word that BPE can learn as one token (GPT-2's pattern cuts them at every
+/// `_` and letter/digit boundary, which makes schema prompts a third longer).
+pub const WORD_PATTERN: &str =
+    r"'s|'t|'re|'ve|'m|'ll|'d| ?[\p{L}_][\p{L}\p{N}_]*| ?\p{N}+| ?[^\s\p{L}\p{N}_]+|\s+(?!\S)|\s+";
+
+/// The pre-tokenizer of trained tokenizers: [`WORD_PATTERN`] words, then byte-level mapping.
+fn pre_tokenizer() -> Result<Sequence> {
+    let split = Split::new(
+        SplitPattern::Regex(WORD_PATTERN.to_string()),
+        SplitDelimiterBehavior::Isolated,
+        false,
+    )
+    .map_err(|e| Error::tk("building the word pattern", e))?;
+    Ok(Sequence::new(vec![
+        PreTokenizerWrapper::Split(split),
+        PreTokenizerWrapper::ByteLevel(
+            ByteLevel::default()
+                .add_prefix_space(false)
+                .use_regex(false),
+        ),
+    ]))
+}
 
 /// Padding token of a trained tokenizer (id [`PAD_ID`]).
 pub const PAD_TOKEN: &str = "<pad>";
@@ -225,7 +255,7 @@ impl SqlTokenizer {
         let mut trainer: TrainerWrapper = trainer.into();
 
         let mut tok = Tokenizer::new(BPE::default());
-        tok.with_pre_tokenizer(Some(ByteLevel::default().add_prefix_space(false)));
+        tok.with_pre_tokenizer(Some(pre_tokenizer()?));
         tok.with_decoder(Some(ByteLevelDecoder::default()));
         tok.train(&mut trainer, pieces.iter())
             .map_err(|e| Error::tk("training the BPE model", e))?;

@@ -18,7 +18,11 @@ fn main() -> anyhow::Result<()> {
     };
     let bench = kidbench_train::bench::open(name, "../shared/data".as_ref(), "databases".as_ref())?;
     let train = kidbench_train::bench::load_split(&bench, Split::Train, None, &opts)?;
-    let texts: Vec<&str> = train.items.iter().flat_map(|i| [i.prompt.as_str(), i.gold.as_str()]).collect();
+    let texts: Vec<&str> = train
+        .items
+        .iter()
+        .flat_map(|i| [i.prompt.as_str(), i.gold.as_str()])
+        .collect();
     let tok = kidbench_tokenizer::SqlTokenizer::train(texts, 2048)?;
     for split in [Split::Train, Split::Dev] {
         let d = kidbench_train::bench::load_split(&bench, split, None, &opts)?;
@@ -41,6 +45,9 @@ fn main() -> anyhow::Result<()> {
             q(&t, 0.9), q(&t, 1.0)
         );
     }
-    println!("--- example prompt ---\n{}\n--- gold ---\n{}", train.items[0].prompt, train.items[0].gold);
+    println!(
+        "--- example prompt ---\n{}\n--- gold ---\n{}",
+        train.items[0].prompt, train.items[0].gold
+    );
     Ok(())
 }

@@ -207,11 +207,17 @@ mod tests {
         );
         assert!(p > real && g >= real);
         // random batches of 8 pad to about 90 % of the longest length; grouped ones barely pad
-        assert!((g - real) * 10 < p - real, "plain {p}, grouped {g}, real {real}");
+        assert!(
+            (g - real) * 10 < p - real,
+            "plain {p}, grouped {g}, real {real}"
+        );
         // deterministic for a seed, different for another
         let mut again = DataOrder::grouped(&lengths, 5, bs)?;
         let mut other = DataOrder::grouped(&lengths, 6, bs)?;
-        assert_eq!(again.batch(3, bs), DataOrder::grouped(&lengths, 5, bs)?.batch(3, bs));
+        assert_eq!(
+            again.batch(3, bs),
+            DataOrder::grouped(&lengths, 5, bs)?.batch(3, bs)
+        );
         assert_ne!(again.batch(4, bs), other.batch(4, bs));
         Ok(())
     }
