@@ -5,8 +5,8 @@
 //! A training step with a plugin (the host owns models, optimizer, backward, sampling, timing):
 //! 1. `let req = method.data_request(&step)?` — which data this micro-batch needs;
 //! 2. build that batch (ground truth, or the prompts completed by the student/teacher with
-//!    `req.sampling`), run the student forward with grad, the teacher forward without grad when
-//!    `req.teacher_logits`;
+//!    `req.sampling`), run the student forward with grad when `req.student_logits`, the teacher
+//!    forward without grad when `req.teacher_logits`;
 //! 3. `let loss = method.loss(&LossInput { .. }, &mut services)?` — `services` runs the extra
 //!    forwards and sampling the method asks for; the result is a finite scalar;
 //! 4. `loss.backward()`, accumulate, step the optimizer.
@@ -438,8 +438,8 @@ pub trait HostServices {
 #[derive(Debug, Clone, Copy)]
 pub struct LossInput<'a> {
     pub batch: BatchTensors<'a>,
-    /// Student logits on `batch`, with grad.
-    pub student_logits: &'a Tensor,
+    /// Student logits on `batch` (with grad) when `DataRequest::student_logits`.
+    pub student_logits: Option<&'a Tensor>,
     /// Teacher logits on `batch` when `DataRequest::teacher_logits`.
     pub teacher_logits: Option<&'a Tensor>,
     pub step: StepInfo,
@@ -569,7 +569,10 @@ impl PluginMethod {
                 loss_mask: TensorRef::new(b.loss_mask),
                 norm_tokens: b.norm_tokens,
             },
-            student_logits: TensorRef::new(input.student_logits),
+            student_logits: match input.student_logits {
+                Some(t) => RSome(TensorRef::new(t)),
+                None => RNone,
+            },
             teacher_logits: match input.teacher_logits {
                 Some(t) => RSome(TensorRef::new(t)),
                 None => RNone,
