@@ -20,10 +20,10 @@ use abi_stable::library::{lib_header_from_path, LibraryError};
 use abi_stable::std_types::{RErr, RNone, ROk, RResult, RSome, RString, RVec, Tuple2};
 use kidbench_plugin_api::{
     BatchOf, BatchOwned, HostCtx, MethodObj, PluginInfo, PluginModRef, TensorOwned, TensorRef,
-    ABI_VERSION, LIBTORCH_VERSION, TCH_VERSION,
+    LIBTORCH_VERSION, TCH_VERSION,
 };
 pub use kidbench_plugin_api::{
-    DataRequest, DataSource, Model, ParamKind, SampleSpec, SpecialTokens, StepInfo,
+    DataRequest, DataSource, Model, ParamKind, SampleSpec, SpecialTokens, StepInfo, ABI_VERSION,
 };
 use tch::Tensor;
 
