@@ -5,4 +5,5 @@ mod util;
 mod cli_eval;
 mod doctor;
 mod plugins;
+mod plugins_run;
 mod synth_check;

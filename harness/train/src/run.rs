@@ -53,20 +53,14 @@ fn parse_seconds(v: &str) -> Result<f64, String> {
         Some((i, c)) if c.is_ascii_alphabetic() => (&v[..i], c.to_ascii_lowercase()),
         _ => (v, 's'),
     };
+    let not_a_duration = || format!("'{v}' is not a duration (e.g. 90, 90s, 5m, 1.5h)");
     let mult = match unit {
         's' => 1.0,
         'm' => 60.0,
         'h' => 3600.0,
-        _ => {
-            return Err(format!(
-                "unknown time unit '{unit}' in '{v}' (use s, m or h)"
-            ))
-        }
+        _ => return Err(not_a_duration()),
     };
-    let x: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{v}' is not a duration (e.g. 90, 90s, 5m, 1.5h)"))?;
+    let x: f64 = num.trim().parse().map_err(|_| not_a_duration())?;
     if !(x > 0.0 && x.is_finite()) {
         return Err(format!("the time budget must be positive, got '{v}'"));
     }
