@@ -327,15 +327,16 @@ impl Plugin for Probe {
         } else {
             Divergence::ForwardKl
         };
-        let mut loss = divergence_loss(div, &s, &t, &b.loss_mask, b.norm, 1.0)?;
-        if self.on_policy {
-            // the step's seed is a pure function of (run seed, step, micro-batch)
-            let st = ctx.step();
-            anyhow::ensure!(st.seed == step_seed(5, st.step, st.micro_batch), "seed");
-            let g = ctx.sample(Model::Teacher, sampling(0.0, 4))?;
-            let sg = ctx.forward(Model::Student, &g.input_ids, &g.attention_mask, true)?;
-            loss = loss + mle_loss(&sg, &g.labels, g.norm, IGNORE)?;
+        let loss = divergence_loss(div, &s, &t, &b.loss_mask, b.norm, 1.0)?;
+        if !self.on_policy {
+            return Ok(loss);
         }
+        // the step's seed is a pure function of (run seed, step, micro-batch)
+        let st = ctx.step();
+        anyhow::ensure!(st.seed == step_seed(5, st.step, st.micro_batch), "seed");
+        let g = ctx.sample(Model::Teacher, sampling(0.0, 4))?;
+        let sg = ctx.forward(Model::Student, &g.input_ids, &g.attention_mask, true)?;
+        let loss = loss + mle_loss(&sg, &g.labels, g.norm, IGNORE)?;
         Ok(loss)
     }
 }
