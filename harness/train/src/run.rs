@@ -1108,6 +1108,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<RunSummary> {
     // Resolved configuration.
     let teacher_cfg = train_config(&teacher_res, &args.common, args.teacher_steps, None);
     let mut student_cfg = train_config(&student_res, &args.common, student_steps, args.lr);
+    if time_budget.is_some() {
+        // the warmup is a share of the budget (trainer::TIME_WARMUP_FRACTION), not of the steps
+        student_cfg.warmup_steps = 0;
+    }
     student_cfg.time_budget_seconds = time_budget;
     let budget_text = match time_budget {
         Some(t) => format!("a {t:.0} s training budget"),
@@ -1193,6 +1197,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<RunSummary> {
             || -> anyhow::Result<(Scored, TrainReport)> {
                 let student =
                     lm::initial_model(&student_res, &setup.tok, setup.device, args.common.seed)?;
+                // A mask id the model has no embedding row for (added to a HF tokenizer) is no
+                // mask token at all: kid then says so instead of indexing out of range.
+                let mut tokens = tokens.clone();
+                if tokens.mask >= student.model.config().vocab_size {
+                    tokens.mask = -1;
+                }
                 let opts = TrainOptions {
                     checkpoint_dir: Some(dir.join("checkpoints").join(&spec.label)),
                     resume: args.resume,
