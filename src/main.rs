@@ -84,10 +84,34 @@ fn main() -> anyhow::Result<()> {
             } else {
                 "trained"
             };
-            println!("teacher ({teacher}) EX {:.1}%", 100.0 * s.teacher.ex);
+            let ts = |t: Option<f64>| t.map(|t| format!(", TS {:.1}%", 100.0 * t));
+            println!(
+                "teacher ({teacher}) EX {:.1}%{}",
+                100.0 * s.teacher.ex,
+                ts(s.teacher.ts).unwrap_or_default()
+            );
             for m in &s.methods {
-                println!("{} EX {:.1}%", m.name, 100.0 * m.ex);
+                let name = if m.params.is_empty() {
+                    m.name.clone()
+                } else {
+                    format!("{}:{}", m.name, m.params)
+                };
+                match &m.score {
+                    Some(sc) => println!(
+                        "{name} EX {:.1}%{}{}",
+                        100.0 * sc.ex,
+                        ts(sc.ts).unwrap_or_default(),
+                        m.latency_vs_sft
+                            .map(|l| format!(", latency {l:.2}x SFT"))
+                            .unwrap_or_default()
+                    ),
+                    None => println!(
+                        "{name} FAILED: {}",
+                        m.error.as_deref().unwrap_or("unknown error")
+                    ),
+                }
             }
+            println!("table: {}", s.dir.join("results.md").display());
             Ok(())
         }
         Command::Teacher(a) => {

@@ -6,4 +6,5 @@ mod cli_eval;
 mod doctor;
 mod plugin_new;
 mod plugins;
+mod plugins_run;
 mod synth_check;

@@ -37,11 +37,23 @@ pub trait Plugin: Sized + Send + 'static {
     fn loss(&mut self, ctx: &mut Ctx<'_>) -> anyhow::Result<Tensor>;
 }
 
-/// Ground-truth data, with or without teacher logits.
+/// Ground-truth data with the student's logits (with grad), with or without teacher logits.
 pub fn ground_truth(teacher_logits: bool) -> DataRequest {
     DataRequest {
         source: DataSource::GroundTruth,
         sampling: sampling(1.0, 0),
+        student_logits: true,
+        teacher_logits,
+    }
+}
+
+/// A batch sampled from `source` (student or teacher) with `spec`, with the student's logits on
+/// it (with grad), with or without teacher logits.
+pub fn sampled(source: DataSource, spec: SampleSpec, teacher_logits: bool) -> DataRequest {
+    DataRequest {
+        source,
+        sampling: spec,
+        student_logits: true,
         teacher_logits,
     }
 }
@@ -258,13 +270,16 @@ pub struct Batch {
 /// Safe view of the host's [`HostCtx`] during one `loss` call.
 pub struct Ctx<'a> {
     raw: &'a mut HostCtx,
+    method: &'static str,
 }
 
 impl<'a> Ctx<'a> {
+    /// `method` names the plugin in errors.
+    ///
     /// # Safety
     /// `raw`'s handles and callbacks must be live for `'a` (true inside `loss`).
-    pub unsafe fn new(raw: &'a mut HostCtx) -> Self {
-        Ctx { raw }
+    pub unsafe fn new(raw: &'a mut HostCtx, method: &'static str) -> Self {
+        Ctx { raw, method }
     }
 
     fn tensor(&self, r: TensorRef) -> Tensor {
@@ -284,18 +299,32 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// Student logits on the batch, with grad.
-    pub fn student_logits(&self) -> Tensor {
-        self.tensor(self.raw.student_logits)
+    /// Student logits on the batch (with grad); an error when not requested.
+    pub fn student_logits(&self) -> anyhow::Result<Tensor> {
+        match self.raw.student_logits {
+            abi_stable::std_types::RSome(t) => Ok(self.tensor(t)),
+            abi_stable::std_types::RNone => anyhow::bail!(
+                "method '{}' read the student logits of the batch but did not request them \
+                 (DataRequest::student_logits is false)",
+                self.method
+            ),
+        }
+    }
+
+    /// Whether the host ran the student forward on the batch (`DataRequest::student_logits`).
+    pub fn has_student_logits(&self) -> bool {
+        self.raw.student_logits.is_some()
     }
 
     /// Teacher logits on the batch (no grad); an error when not requested.
     pub fn teacher_logits(&self) -> anyhow::Result<Tensor> {
         match self.raw.teacher_logits {
             abi_stable::std_types::RSome(t) => Ok(self.tensor(t)),
-            abi_stable::std_types::RNone => {
-                anyhow::bail!("teacher logits were not requested (DataRequest::teacher_logits)")
-            }
+            abi_stable::std_types::RNone => anyhow::bail!(
+                "method '{}' read the teacher logits of the batch but did not request them \
+                 (DataRequest::teacher_logits is false)",
+                self.method
+            ),
         }
     }
 
@@ -430,7 +459,7 @@ extern "C" fn loss_shim<P: Plugin>(
     guard(|| {
         // SAFETY: as in `data_request_shim`; the context is live during this call.
         let m = unsafe { &mut *(state as *mut P) };
-        let mut ctx = unsafe { Ctx::new(ctx) };
+        let mut ctx = unsafe { Ctx::new(ctx, P::NAME) };
         m.loss(&mut ctx).map(TensorOwned::new)
     })
 }
@@ -524,7 +553,7 @@ impl GroundTruthKd {
 
     pub fn loss(&self, ctx: &mut Ctx<'_>) -> anyhow::Result<Tensor> {
         let b = ctx.batch();
-        let s = ctx.student_logits();
+        let s = ctx.student_logits()?;
         let t = ctx.teacher_logits()?;
         let div = crate::divergence_loss(
             self.divergence,

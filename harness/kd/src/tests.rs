@@ -274,3 +274,85 @@ fn params_validate_names_ranges_and_choices() {
         .to_string();
     assert!(e.contains("random|hard"), "{e}");
 }
+
+mod ctx {
+    use std::ffi::c_void;
+
+    use abi_stable::std_types::{RErr, RNone, RResult, RSome, RString};
+    use kidbench_plugin_api::{
+        BatchOf, BatchOwned, HostCtx, Model, SampleSpec, SpecialTokens, StepInfo, TensorOwned,
+        TensorRef,
+    };
+    use tch::Tensor;
+
+    use crate::sdk::Ctx;
+
+    extern "C" fn no_forward(
+        _: *mut c_void,
+        _: Model,
+        _: TensorRef,
+        _: TensorRef,
+        _: bool,
+    ) -> RResult<TensorOwned, RString> {
+        RErr("none".into())
+    }
+
+    extern "C" fn no_sample(
+        _: *mut c_void,
+        _: Model,
+        _: SampleSpec,
+    ) -> RResult<BatchOwned, RString> {
+        RErr("none".into())
+    }
+
+    #[test]
+    fn logits_that_were_not_requested_are_an_error_naming_the_method() {
+        let ids = Tensor::from_slice(&[1i64, 2, 3]).view([1, 3]);
+        let logits = Tensor::zeros([1, 3, 4], (tch::Kind::Float, tch::Device::Cpu));
+        let r = TensorRef::new(&ids);
+        let mut raw = HostCtx {
+            batch: BatchOf {
+                input_ids: r,
+                attention_mask: r,
+                labels: r,
+                loss_mask: r,
+                norm_tokens: 2.0,
+            },
+            student_logits: RNone,
+            teacher_logits: RNone,
+            step: StepInfo {
+                step: 0,
+                total_steps: 1,
+                micro_batch: 0,
+                seed: 0,
+            },
+            tokens: SpecialTokens {
+                pad: 0,
+                eos: 2,
+                mask: 3,
+            },
+            host: std::ptr::null_mut(),
+            forward: no_forward,
+            sample: no_sample,
+        };
+        {
+            // SAFETY: every handle lives until the end of this block.
+            let ctx = unsafe { Ctx::new(&mut raw, "mymethod") };
+            assert!(!ctx.has_student_logits());
+            let e = format!("{:#}", ctx.student_logits().expect_err("not requested"));
+            assert!(
+                e.contains("'mymethod'") && e.contains("DataRequest::student_logits"),
+                "{e}"
+            );
+            let e = format!("{:#}", ctx.teacher_logits().expect_err("not requested"));
+            assert!(
+                e.contains("'mymethod'") && e.contains("DataRequest::teacher_logits"),
+                "{e}"
+            );
+        }
+        raw.student_logits = RSome(TensorRef::new(&logits));
+        // SAFETY: as above.
+        let ctx = unsafe { Ctx::new(&mut raw, "mymethod") };
+        assert_eq!(ctx.student_logits().expect("requested").size(), [1, 3, 4]);
+    }
+}

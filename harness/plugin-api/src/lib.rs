@@ -29,7 +29,11 @@ use abi_stable::std_types::{ROption, RResult, RString, RVec, Tuple2};
 use abi_stable::StableAbi;
 
 /// Bumped on any change of meaning that the layout check cannot see.
-pub const ABI_VERSION: u32 = 1;
+///
+/// - 1: first version.
+/// - 2: `DataRequest::student_logits` (the host runs the student forward on the batch only when
+///   asked) and `HostCtx::student_logits` is optional.
+pub const ABI_VERSION: u32 = 2;
 /// The tch version plugins and host are built with (pinned exactly in the workspace).
 pub const TCH_VERSION: &str = "0.24.0";
 /// `$LIBTORCH/build-version` at build time, e.g. `2.11.0+cpu`.
@@ -117,6 +121,10 @@ pub enum DataSource {
 pub struct DataRequest {
     pub source: DataSource,
     pub sampling: SampleSpec,
+    /// Whether `HostCtx::student_logits` must be filled (student forward on the batch, with
+    /// grad). A method that only runs its own forwards (through `HostCtx::forward`) says false
+    /// and the host skips that forward.
+    pub student_logits: bool,
     /// Whether `HostCtx::teacher_logits` must be filled (teacher forward on the batch, no grad).
     pub teacher_logits: bool,
 }
@@ -161,8 +169,8 @@ pub type BatchOwned = BatchOf<TensorOwned>;
 #[derive(StableAbi)]
 pub struct HostCtx {
     pub batch: BatchRef,
-    /// Student logits on `batch`, with grad.
-    pub student_logits: TensorRef,
+    /// Student logits on `batch`, with grad, when requested (`DataRequest::student_logits`).
+    pub student_logits: ROption<TensorRef>,
     /// Teacher logits on `batch` (no grad), when requested.
     pub teacher_logits: ROption<TensorRef>,
     pub step: StepInfo,

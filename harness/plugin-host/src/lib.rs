@@ -5,8 +5,8 @@
 //! A training step with a plugin (the host owns models, optimizer, backward, sampling, timing):
 //! 1. `let req = method.data_request(&step)?` — which data this micro-batch needs;
 //! 2. build that batch (ground truth, or the prompts completed by the student/teacher with
-//!    `req.sampling`), run the student forward with grad, the teacher forward without grad when
-//!    `req.teacher_logits`;
+//!    `req.sampling`), run the student forward with grad when `req.student_logits`, the teacher
+//!    forward without grad when `req.teacher_logits`;
 //! 3. `let loss = method.loss(&LossInput { .. }, &mut services)?` — `services` runs the extra
 //!    forwards and sampling the method asks for; the result is a finite scalar;
 //! 4. `loss.backward()`, accumulate, step the optimizer.
@@ -20,10 +20,10 @@ use abi_stable::library::{lib_header_from_path, LibraryError};
 use abi_stable::std_types::{RErr, RNone, ROk, RResult, RSome, RString, RVec, Tuple2};
 use kidbench_plugin_api::{
     BatchOf, BatchOwned, HostCtx, MethodObj, PluginInfo, PluginModRef, TensorOwned, TensorRef,
-    ABI_VERSION, LIBTORCH_VERSION, TCH_VERSION,
+    LIBTORCH_VERSION, TCH_VERSION,
 };
 pub use kidbench_plugin_api::{
-    DataRequest, DataSource, Model, ParamKind, SampleSpec, SpecialTokens, StepInfo,
+    DataRequest, DataSource, Model, ParamKind, SampleSpec, SpecialTokens, StepInfo, ABI_VERSION,
 };
 use tch::Tensor;
 
@@ -438,8 +438,8 @@ pub trait HostServices {
 #[derive(Debug, Clone, Copy)]
 pub struct LossInput<'a> {
     pub batch: BatchTensors<'a>,
-    /// Student logits on `batch`, with grad.
-    pub student_logits: &'a Tensor,
+    /// Student logits on `batch` (with grad) when `DataRequest::student_logits`.
+    pub student_logits: Option<&'a Tensor>,
     /// Teacher logits on `batch` when `DataRequest::teacher_logits`.
     pub teacher_logits: Option<&'a Tensor>,
     pub step: StepInfo,
@@ -569,7 +569,10 @@ impl PluginMethod {
                 loss_mask: TensorRef::new(b.loss_mask),
                 norm_tokens: b.norm_tokens,
             },
-            student_logits: TensorRef::new(input.student_logits),
+            student_logits: match input.student_logits {
+                Some(t) => RSome(TensorRef::new(t)),
+                None => RNone,
+            },
             teacher_logits: match input.teacher_logits {
                 Some(t) => RSome(TensorRef::new(t)),
                 None => RNone,

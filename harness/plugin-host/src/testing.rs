@@ -60,6 +60,8 @@ pub struct ToyHost {
     pub teacher_samples: Option<SampledBatch>,
     /// Log of `(model, grad)` of every extra forward.
     pub forwards: Vec<(Model, bool)>,
+    /// Log of the host's own forwards on the requested batch (`(model, grad)`), per step.
+    pub batch_forwards: Vec<(Model, bool)>,
     pub samples: Vec<(Model, SampleSpec)>,
 }
 
@@ -73,6 +75,7 @@ impl ToyHost {
             student_samples: None,
             teacher_samples: None,
             forwards: Vec::new(),
+            batch_forwards: Vec::new(),
             samples: Vec::new(),
         }
     }
@@ -92,7 +95,7 @@ impl ToyHost {
     }
 
     /// One micro-batch step as the trainer does it: the method's data request, the batch it
-    /// names, student logits (grad), teacher logits when asked, then the loss.
+    /// names, student logits (grad) and teacher logits when asked, then the loss.
     pub fn step(
         &mut self,
         method: &PluginMethod,
@@ -113,13 +116,21 @@ impl ToyHost {
                 sampled.view()
             }
         };
-        let student_logits = self.logits(Model::Student, batch.input_ids, true);
+        let student_logits = req
+            .student_logits
+            .then(|| self.logits(Model::Student, batch.input_ids, true));
         let teacher_logits = req
             .teacher_logits
             .then(|| self.logits(Model::Teacher, batch.input_ids, false));
+        if req.student_logits {
+            self.batch_forwards.push((Model::Student, true));
+        }
+        if req.teacher_logits {
+            self.batch_forwards.push((Model::Teacher, false));
+        }
         let input = LossInput {
             batch,
-            student_logits: &student_logits,
+            student_logits: student_logits.as_ref(),
             teacher_logits: teacher_logits.as_ref(),
             step,
             tokens,

@@ -36,7 +36,14 @@ fn main() -> anyhow::Result<()> {
     };
     show(&s.teacher);
     for m in &s.methods {
-        show(m);
+        match &m.score {
+            Some(sc) => show(sc),
+            None => println!(
+                "{:>8}: FAILED: {}",
+                m.label,
+                m.error.as_deref().unwrap_or("unknown error")
+            ),
+        }
     }
     println!(
         "teacher {}; total {:.0}s",

@@ -1,5 +1,5 @@
-//! Benchmark data for training and evaluation: registry lookup (generating `synth` when it is
-//! missing), examples → CodeS prompts (one prompter per database) and database checksums.
+//! Benchmark data for training and evaluation: registry lookup (generating `synth` and its test
+//! suite when they are missing), examples → CodeS prompts (one prompter per database) and database checksums.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,8 +30,15 @@ pub struct SplitData {
     pub databases: BTreeMap<String, PathBuf>,
 }
 
-/// Opens a benchmark; `synth` is generated into `<databases_dir>/synth` when missing or stale.
-pub fn open(name: &str, data_dir: &Path, databases_dir: &Path) -> anyhow::Result<Benchmark> {
+/// Opens a benchmark. `synth` is generated into `<databases_dir>/synth` when missing or stale,
+/// and its test suite (for TS) is built into `<databases_dir>/testsuites/synth` right after
+/// (or whenever it is missing); both under a lock file, so concurrent runs do not collide.
+pub fn open(
+    name: &str,
+    data_dir: &Path,
+    databases_dir: &Path,
+    progress: bool,
+) -> anyhow::Result<Benchmark> {
     let registry = Registry::builtin();
     let roots = Roots {
         data: data_dir.to_path_buf(),
@@ -40,17 +47,123 @@ pub fn open(name: &str, data_dir: &Path, databases_dir: &Path) -> anyhow::Result
     let bench = registry.open(name, &roots)?;
     if bench.name() == "synth" {
         let out = databases_dir.join("synth");
+        let suite_dir = kidbench_testsuite::default_suite_dir(databases_dir, "synth");
         let cfg = kidbench_synth::SynthConfig::default();
-        if !kidbench_synth::is_current(&out, &cfg) {
-            eprintln!(
-                "kidbench: generating the synth benchmark in {}",
-                out.display()
-            );
-            kidbench_synth::generate(&out, &cfg)
-                .with_context(|| format!("generating synth into {}", out.display()))?;
+        let quick =
+            kidbench_synth::is_current(&out, &cfg) && suite_dir.join("manifest.json").is_file();
+        if !quick {
+            let _lock = LockFile::acquire(&databases_dir.join(".synth.lock"))?;
+            let mut generated = false;
+            if !kidbench_synth::is_current(&out, &cfg) {
+                eprintln!(
+                    "kidbench: generating the synth benchmark in {}",
+                    out.display()
+                );
+                kidbench_synth::generate(&out, &cfg)
+                    .with_context(|| format!("generating synth into {}", out.display()))?;
+                generated = true;
+            }
+            if generated || !suite_dir.join("manifest.json").is_file() {
+                build_synth_suite(&bench, &suite_dir, progress)?;
+            }
         }
     }
     Ok(bench)
+}
+
+/// The settings of the synth suite (`kidbench testsuite build --benchmark synth` defaults).
+pub fn synth_suite_config(progress: bool) -> kidbench_testsuite::BuildConfig {
+    kidbench_testsuite::BuildConfig {
+        progress,
+        ..kidbench_testsuite::BuildConfig::default()
+    }
+}
+
+/// Builds the synth test suite from scratch into `dir` (a suite of an older synth is removed
+/// first: its schemas would otherwise be reused).
+fn build_synth_suite(bench: &Benchmark, dir: &Path, progress: bool) -> anyhow::Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    eprintln!(
+        "kidbench: building the synth test suite (for TS) in {}",
+        dir.display()
+    );
+    let m = kidbench_testsuite::build_benchmark(bench, dir, &synth_suite_config(progress))
+        .with_context(|| format!("building the synth test suite in {}", dir.display()))?;
+    eprintln!(
+        "kidbench: synth test suite: {} databases over {} schemas in {:.1}s",
+        m.totals.databases, m.totals.schemas, m.build_seconds
+    );
+    Ok(())
+}
+
+/// A lock held by creating a file exclusively; a lock whose process is gone (Linux: no
+/// `/proc/<pid>`) is taken over; otherwise waits up to 30 minutes.
+struct LockFile {
+    path: PathBuf,
+}
+
+impl LockFile {
+    fn acquire(path: &Path) -> anyhow::Result<LockFile> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let start = std::time::Instant::now();
+        let mut told = false;
+        loop {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+            {
+                Ok(mut f) => {
+                    use std::io::Write;
+                    let _ = write!(f, "{}", std::process::id());
+                    return Ok(LockFile {
+                        path: path.to_path_buf(),
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder = std::fs::read_to_string(path).unwrap_or_default();
+                    let gone = Path::new("/proc/self").exists()
+                        && holder
+                            .trim()
+                            .parse::<u32>()
+                            .is_ok_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+                    if gone {
+                        let _ = std::fs::remove_file(path);
+                        continue;
+                    }
+                    if start.elapsed() > std::time::Duration::from_secs(1800) {
+                        anyhow::bail!(
+                            "{} is held by process {} for 30 minutes; remove it if no kidbench is running",
+                            path.display(),
+                            holder.trim()
+                        );
+                    }
+                    if !told {
+                        eprintln!(
+                            "kidbench: waiting for {} (held by process {})",
+                            path.display(),
+                            holder.trim()
+                        );
+                        told = true;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("creating the lock {}", path.display()))
+                }
+            }
+        }
+    }
+}
+
+impl Drop for LockFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// Loads a split's questions and builds their prompts; keeps at most `limit` questions.

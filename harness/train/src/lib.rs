@@ -1,15 +1,17 @@
-//! `kidbench-train`: model presets, the SFT trainer (resumable, deterministic on CPU), the teacher
+//! `kidbench-train`: model presets, the trainer (resumable, deterministic on CPU), the teacher
 //! cache and the `kidbench run` pipeline.
 //!
-//! A training step is split three ways so knowledge-distillation methods plug in without touching
-//! the loop: the host builds a [`data::Batch`], a [`method::Method`] turns student (and optionally
-//! teacher) logits into a loss, the host runs backward, clipping and the optimizer, and times each
-//! part separately.
+//! Every method, SFT included, is a KD plugin driven through the `kidbench-plugin-host`
+//! boundary: the plugin says which data a micro-batch needs and turns logits into a loss; the
+//! trainer ([`trainer::train`]) builds that batch, runs the forwards it asked for, serves the
+//! extra forwards and sampling it asks for during `loss` ([`host::TrainHost`]), runs backward,
+//! clipping and the optimizer, and times each part separately.
 
 pub mod bench;
 pub mod cache;
 pub mod data;
 pub mod error;
+pub mod host;
 pub mod lm;
 pub mod method;
 pub mod optim;
@@ -19,4 +21,7 @@ pub mod trainer;
 
 pub use error::TrainError;
 
-pub use run::{run, teacher, CommonArgs, RunArgs, RunSummary, TeacherArgs, TeacherSummary};
+pub use run::{
+    run, teacher, Budget, CommonArgs, MethodSummary, RunArgs, RunSummary, TeacherArgs,
+    TeacherSummary,
+};

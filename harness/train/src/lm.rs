@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use anyhow::Context;
-use kidbench_model::{checkpoint, Config, GenerationConfig, Qwen2ForCausalLM, Sampling};
+use kidbench_model::{
+    checkpoint, Config, GenerationConfig, GenerationOutput, Qwen2ForCausalLM, Sampling,
+};
 use kidbench_tokenizer::SqlTokenizer;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
@@ -21,6 +23,20 @@ pub struct Lm {
 impl CausalLm for Qwen2ForCausalLM {
     fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor) -> anyhow::Result<Tensor> {
         Qwen2ForCausalLM::forward(self, input_ids, attention_mask).map_err(anyhow::Error::from)
+    }
+
+    /// KV-cached batched generation; `max_new_tokens` is cut so that the longest prompt plus its
+    /// continuation fits the model's positions.
+    fn generate(
+        &self,
+        prompts: &[Vec<i64>],
+        cfg: &GenerationConfig,
+    ) -> anyhow::Result<GenerationOutput> {
+        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0) as i64;
+        let room = self.config().max_position_embeddings - longest;
+        let mut cfg = cfg.clone();
+        cfg.max_new_tokens = cfg.max_new_tokens.min(room.max(1));
+        kidbench_model::generate_from_prompts(self, prompts, &cfg).map_err(anyhow::Error::from)
     }
 }
 

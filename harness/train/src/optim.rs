@@ -168,3 +168,16 @@ pub fn lr_at(step: usize, total: usize, warmup: usize, peak: f64, min_ratio: f64
     let cos = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
     peak * (min_ratio + (1.0 - min_ratio) * cos)
 }
+
+/// The schedule of [`lr_at`] over a fraction of a budget instead of steps: linear warmup over the
+/// first `warmup` of the budget, then cosine decay to `peak * min_ratio` when `used` reaches 1.
+pub fn lr_at_fraction(used: f64, warmup: f64, peak: f64, min_ratio: f64) -> f64 {
+    let used = used.clamp(0.0, 1.0);
+    if warmup > 0.0 && used < warmup {
+        // never 0: the first update of a warmup is small, not skipped
+        return peak * (used / warmup).max(0.01);
+    }
+    let progress = ((used - warmup) / (1.0 - warmup).max(1e-9)).clamp(0.0, 1.0);
+    let cos = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
+    peak * (min_ratio + (1.0 - min_ratio) * cos)
+}

@@ -1,9 +1,16 @@
 //! `kidbench run` and `kidbench teacher`: tokenizer, teacher (trained once and cached), students
-//! per method, dev predictions, execution scoring and the results folder.
+//! per method (each a KD plugin), dev predictions, execution scoring (EX, and TS when the
+//! benchmark has a test suite) and the results folder (`results.csv`, `results.md`, ...).
+//!
+//! Every method of a run shares the student initialization (same seed), the teacher, the data
+//! order, the budget, the batch, the learning-rate schedule and the seed. A method that fails
+//! (plugin error, non-finite loss, panic) is recorded with its error; the others still run.
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -17,11 +24,82 @@ use tch::Device;
 use crate::bench::{self, SplitData};
 use crate::cache::kidbench_home;
 use crate::data::Example;
+use crate::host::TokenIds;
 use crate::lm::{self, Lm};
-use crate::method;
+use crate::method::{self, MethodSpec};
 use crate::presets::{self, Resolved};
-use crate::trainer::{self, write_atomic, TrainConfig, TrainOptions, TrainReport};
+use crate::trainer::{self, write_atomic, Timings, TrainConfig, TrainOptions, TrainReport};
 use crate::TrainError;
+use kidbench_plugin_host::PluginMethod;
+use kidbench_testsuite::{Suite, TsSummary};
+
+/// How long each student trains: `steps=N` or `time=<seconds>` (`--budget`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Budget {
+    /// Exactly this many optimizer steps (the same as `--steps N`).
+    Steps(usize),
+    /// Train until this many wall-clock seconds are spent; the learning-rate schedule follows
+    /// the fraction of the budget used.
+    Time(f64),
+}
+
+/// Most steps a time budget runs when `--steps` does not cap it.
+pub const TIME_BUDGET_STEP_CAP: usize = 10_000_000;
+
+/// `300`, `300s`, `5m`, `1.5h` → seconds.
+fn parse_seconds(v: &str) -> Result<f64, String> {
+    let v = v.trim();
+    let (num, unit) = match v.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&v[..i], c.to_ascii_lowercase()),
+        _ => (v, 's'),
+    };
+    let not_a_duration = || format!("'{v}' is not a duration (e.g. 90, 90s, 5m, 1.5h)");
+    let mult = match unit {
+        's' => 1.0,
+        'm' => 60.0,
+        'h' => 3600.0,
+        _ => return Err(not_a_duration()),
+    };
+    let x: f64 = num.trim().parse().map_err(|_| not_a_duration())?;
+    if !(x > 0.0 && x.is_finite()) {
+        return Err(format!("the time budget must be positive, got '{v}'"));
+    }
+    Ok(x * mult)
+}
+
+impl FromStr for Budget {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("bad budget '{s}': expected steps=N or time=<seconds|5m|1h>");
+        let (k, v) = s.split_once('=').ok_or_else(bad)?;
+        match k.trim().to_ascii_lowercase().as_str() {
+            "steps" => match v.trim().parse::<usize>() {
+                Ok(n) if n > 0 => Ok(Budget::Steps(n)),
+                _ => Err(format!(
+                    "bad budget '{s}': steps must be a positive integer"
+                )),
+            },
+            "time" => parse_seconds(v).map(Budget::Time),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl std::fmt::Display for Budget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Budget::Steps(n) => write!(f, "steps={n}"),
+            Budget::Time(t) => write!(f, "time={t}s"),
+        }
+    }
+}
+
+impl serde::Serialize for Budget {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
 
 /// Options shared by `run` and `teacher`.
 #[derive(Debug, Clone, clap::Args, serde::Serialize)]
@@ -80,9 +158,19 @@ pub struct TeacherArgs {
 /// `kidbench run`: teacher + students per method, scored on the dev split.
 #[derive(Debug, Clone, clap::Args, serde::Serialize)]
 pub struct RunArgs {
-    /// Comma-separated methods to train students with.
-    #[arg(long, value_delimiter = ',', default_value = "sft")]
+    /// Methods to train students with, comma-separated specs `name[:key=value,...]`, e.g.
+    /// `sft,fkd,kid:alpha=0.3,strategy=hard` (a `key=value` piece belongs to the method before
+    /// it; repeatable). `kidbench plugins` lists the methods and their parameters.
+    #[arg(long, default_value = "sft")]
     pub methods: Vec<String>,
+    /// Extra folder to search for method plugins (searched first; repeatable).
+    #[arg(long = "plugin-dir")]
+    pub plugin_dirs: Vec<PathBuf>,
+    /// Training budget of every student: `steps=N` (the same as --steps N) or
+    /// `time=<seconds|90s|5m|1h>` (train until the wall-clock budget is spent; --steps then caps
+    /// the steps).
+    #[arg(long)]
+    pub budget: Option<Budget>,
     /// Teacher preset.
     #[arg(long, default_value = "tiny-m")]
     pub teacher: String,
@@ -139,6 +227,8 @@ impl Default for RunArgs {
     fn default() -> Self {
         RunArgs {
             methods: vec!["sft".into()],
+            plugin_dirs: Vec::new(),
+            budget: None,
             teacher: "tiny-m".into(),
             student: "tiny-s".into(),
             teacher_dir: None,
@@ -155,7 +245,7 @@ impl Default for RunArgs {
     }
 }
 
-/// EX of one model on the dev split.
+/// EX (and TS) of one model on the dev split.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ModelScore {
     pub name: String,
@@ -163,8 +253,38 @@ pub struct ModelScore {
     /// (questions, matched) per hardness.
     pub by_hardness: BTreeMap<String, (usize, usize)>,
     pub evaluated: usize,
+    /// Test-suite accuracy, when the benchmark has a suite.
+    pub ts: Option<f64>,
+    /// (questions, TS-correct) per hardness, when the benchmark has a suite.
+    pub ts_by_hardness: Option<BTreeMap<String, (usize, usize)>>,
     pub train_seconds: f64,
     pub generate_seconds: f64,
+}
+
+/// One method of a run: its spec, whether it completed, and its scores.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MethodSummary {
+    pub name: String,
+    /// The parameters as given (`key=value,...`).
+    pub params: String,
+    /// File-name label (`metrics/<label>.jsonl`, `predictions/<label>.sql`, ...).
+    pub label: String,
+    /// `ok` or `failed`.
+    pub status: String,
+    pub error: Option<String>,
+    /// None when the method failed.
+    pub score: Option<ModelScore>,
+    pub steps_done: usize,
+    pub train_seconds: f64,
+    /// Training seconds per step / SFT's (when `sft` is among the methods and completed).
+    pub latency_vs_sft: Option<f64>,
+    pub timings: Option<Timings>,
+}
+
+impl MethodSummary {
+    pub fn ok(&self) -> bool {
+        self.status == "ok"
+    }
 }
 
 /// What `run` returns (also written as `summary.json`).
@@ -174,7 +294,9 @@ pub struct RunSummary {
     pub dir: PathBuf,
     pub teacher: ModelScore,
     pub teacher_reused: bool,
-    pub methods: Vec<ModelScore>,
+    pub methods: Vec<MethodSummary>,
+    /// Whether TS was computed (the benchmark has a built test suite).
+    pub ts_suite: Option<PathBuf>,
     pub total_seconds: f64,
 }
 
@@ -280,7 +402,12 @@ fn prompt_options(models: &[&Resolved]) -> PromptOptions {
 
 fn setup(common: &CommonArgs, models: &[&Resolved]) -> anyhow::Result<Setup> {
     let device = lm::parse_device(&common.device)?;
-    let bench = bench::open(&common.benchmark, &common.data_dir, &common.databases_dir)?;
+    let bench = bench::open(
+        &common.benchmark,
+        &common.data_dir,
+        &common.databases_dir,
+        !common.quiet,
+    )?;
     let prompt_options = prompt_options(models);
     let train = bench::load_split(&bench, Split::Train, common.max_train, &prompt_options)?;
     if train.items.is_empty() {
@@ -425,13 +552,14 @@ fn teacher_model(
         label: format!("teacher {}", resolved.name()),
         stop_after: None,
     };
+    let sft = method::builtin_sft()?;
     let report = trainer::train(
         &lm.vs,
         &lm.model,
         None,
-        &method::Sft,
+        &sft,
         &data,
-        setup.tok.pad_id(),
+        &TokenIds::from_tokenizer(&setup.tok),
         &cfg,
         &opts,
     )
@@ -467,6 +595,7 @@ struct Scored {
     predictions: Vec<String>,
     verdicts: Vec<Verdict>,
     summary: Summary,
+    ts: Option<TsSummary>,
     new_tokens: usize,
 }
 
@@ -479,6 +608,7 @@ fn score(
     bench: &Benchmark,
     dev: &SplitData,
     hardness: &[Option<String>],
+    suite: Option<&Suite>,
     args: &RunArgs,
     train_seconds: f64,
 ) -> anyhow::Result<Scored> {
@@ -543,20 +673,39 @@ fn score(
         v.hardness = h.clone();
     }
     let summary = summarize(&verdicts);
+    // TS: the EX matches re-run on the schema's suite databases.
+    let ts =
+        suite.map(|s| kidbench_testsuite::ts_from_ex(&pairs, &verdicts, Some(s), &opts).summary);
     Ok(Scored {
         score: ModelScore {
             name: name.to_string(),
             ex: summary.ex,
             by_hardness: summary.by_hardness.clone(),
             evaluated: summary.evaluated,
+            ts: ts.as_ref().map(|t| ratio(t.all.ts, t.all.count)),
+            ts_by_hardness: ts.as_ref().map(|t| {
+                t.by_hardness
+                    .iter()
+                    .map(|(h, l)| (h.clone(), (l.count, l.ts)))
+                    .collect()
+            }),
             train_seconds,
             generate_seconds: g.seconds,
         },
         predictions: g.sql,
         verdicts,
         summary,
+        ts,
         new_tokens: g.new_tokens,
     })
+}
+
+fn ratio(a: usize, n: usize) -> f64 {
+    if n == 0 {
+        0.0
+    } else {
+        a as f64 / n as f64
+    }
 }
 
 /// A deterministic id for a run's settings, so `--resume` finds the same folder.
@@ -565,6 +714,7 @@ fn run_id(args: &RunArgs) -> anyhow::Result<String> {
     if let Some(o) = v.as_object_mut() {
         o.remove("resume");
         o.remove("out");
+        o.remove("plugin_dirs");
         if let Some(c) = o.get_mut("common").and_then(|c| c.as_object_mut()) {
             c.remove("quiet");
         }
@@ -594,6 +744,9 @@ fn run_id(args: &RunArgs) -> anyhow::Result<String> {
 /// The columns of `results.csv`.
 pub const CSV_HEADER: &str =
     "run_id,method,params,teacher,student,benchmark,hardness,metric,value,n";
+
+/// Hardness levels, in table order.
+const LEVELS: [&str; 4] = ["easy", "medium", "hard", "extra"];
 
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
@@ -646,7 +799,8 @@ impl Csv<'_> {
         );
     }
 
-    fn scores(&mut self, method: &str, params: &str, s: &Scored, sft_latency: Option<f64>) {
+    /// EX and TS (overall and per hardness) and generation figures.
+    fn scores(&mut self, method: &str, params: &str, s: &Scored) {
         self.push(
             method,
             params,
@@ -655,20 +809,25 @@ impl Csv<'_> {
             s.summary.ex,
             s.summary.evaluated,
         );
-        for h in ["easy", "medium", "hard", "extra"] {
+        for h in LEVELS {
             let (n, m) = s.summary.by_hardness.get(h).copied().unwrap_or((0, 0));
-            let ex = if n == 0 { 0.0 } else { m as f64 / n as f64 };
-            self.push(method, params, h, "ex", ex, n);
+            self.push(method, params, h, "ex", ratio(m, n), n);
+        }
+        if let Some(ts) = &s.ts {
+            self.push(
+                method,
+                params,
+                "all",
+                "ts",
+                ratio(ts.all.ts, ts.all.count),
+                ts.all.count,
+            );
+            for h in LEVELS {
+                let l = ts.by_hardness.get(h).copied().unwrap_or_default();
+                self.push(method, params, h, "ts", ratio(l.ts, l.count), l.count);
+            }
         }
         let n = s.summary.total;
-        self.push(
-            method,
-            params,
-            "all",
-            "train_seconds",
-            s.score.train_seconds,
-            n,
-        );
         self.push(
             method,
             params,
@@ -677,18 +836,14 @@ impl Csv<'_> {
             s.score.generate_seconds,
             n,
         );
-        let latency = s.score.generate_seconds / n.max(1) as f64;
-        self.push(method, params, "all", "latency_seconds", latency, n);
-        if let Some(base) = sft_latency {
-            self.push(
-                method,
-                params,
-                "all",
-                "latency_vs_sft",
-                latency / base.max(1e-12),
-                n,
-            );
-        }
+        self.push(
+            method,
+            params,
+            "all",
+            "generate_seconds_per_question",
+            s.score.generate_seconds / n.max(1) as f64,
+            n,
+        );
         self.push(
             method,
             params,
@@ -698,6 +853,42 @@ impl Csv<'_> {
             n,
         );
         self.push(method, params, "all", "coverage", s.summary.coverage, n);
+    }
+
+    /// Training time, its split, latency against SFT, throughput and the last loss.
+    fn training(&mut self, method: &str, params: &str, m: &MethodSummary, r: &TrainReport) {
+        let n = r.steps_done;
+        self.push(method, params, "all", "train_seconds", r.train_seconds, n);
+        self.push(method, params, "all", "train_steps", n as f64, n);
+        self.push(
+            method,
+            params,
+            "all",
+            "train_seconds_per_step",
+            r.train_seconds / n.max(1) as f64,
+            n,
+        );
+        let t = &r.timings;
+        for (metric, v) in [
+            ("seconds_student", t.student_forward_backward),
+            ("seconds_teacher", t.teacher_forward),
+            ("seconds_sampling", t.sampling),
+            ("seconds_other", t.other_total()),
+        ] {
+            self.push(method, params, "all", metric, v, n);
+        }
+        if let Some(l) = m.latency_vs_sft {
+            self.push(method, params, "all", "latency_vs_sft", l, n);
+        }
+        self.push(
+            method,
+            params,
+            "all",
+            "train_tokens_per_second",
+            r.tokens_per_second,
+            n,
+        );
+        self.push(method, params, "all", "final_loss", r.final_loss, n);
     }
 }
 
@@ -715,20 +906,172 @@ fn write_jsonl<T: serde::Serialize>(path: &Path, items: &[T]) -> anyhow::Result<
     write_lines(path, &lines)
 }
 
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_string())
+}
+
+/// A method's training and scoring, or why it failed.
+struct MethodRun {
+    spec: MethodSpec,
+    outcome: Result<(Scored, TrainReport), String>,
+}
+
+/// The student's step budget and time budget from `--steps` and `--budget`.
+fn student_budget(args: &RunArgs) -> anyhow::Result<(Option<usize>, Option<f64>)> {
+    match args.budget {
+        None => Ok((args.steps, None)),
+        Some(Budget::Steps(n)) => {
+            if let Some(s) = args.steps.filter(|&s| s != n) {
+                anyhow::bail!("--steps {s} and --budget steps={n} disagree; give one of them");
+            }
+            Ok((Some(n), None))
+        }
+        Some(Budget::Time(t)) => Ok((Some(args.steps.unwrap_or(TIME_BUDGET_STEP_CAP)), Some(t))),
+    }
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}", 100.0 * x)
+}
+
+/// `results.md`: the paper's Table 3 layout (teacher, then the methods; latency as a multiple of
+/// SFT's training time per step; EX per hardness and overall; TS; EX against SFT).
+#[allow(clippy::too_many_arguments)]
+fn results_markdown(
+    run_id: &str,
+    bench: &str,
+    teacher: &str,
+    student: &str,
+    budget: &str,
+    dev_questions: usize,
+    t_scored: &Scored,
+    methods: &[MethodSummary],
+    suite: Option<&Path>,
+) -> String {
+    let has_ts = suite.is_some();
+    let sft_ex = methods
+        .iter()
+        .find(|m| m.name == "sft" && m.params.is_empty() && m.ok())
+        .and_then(|m| m.score.as_ref().map(|s| s.ex));
+    let mut out = format!(
+        "# kidbench run `{run_id}`\n\n\
+         Benchmark **{bench}** (dev, {dev_questions} questions), teacher **{teacher}**, \
+         student **{student}**, {budget} per student.\n\n\
+         Latency: training seconds per step relative to SFT's. EX/TS in %.\n\n"
+    );
+    let mut header = vec!["Method", "Latency (x SFT)"];
+    let ex_cols: Vec<String> = LEVELS
+        .iter()
+        .map(|h| format!("EX {h}"))
+        .chain(["EX all".to_string()])
+        .collect();
+    header.extend(ex_cols.iter().map(String::as_str));
+    if has_ts {
+        header.push("TS all");
+    }
+    header.push("Δ EX vs SFT");
+    out.push_str(&format!("| {} |\n", header.join(" | ")));
+    out.push_str(&format!(
+        "|{}|\n",
+        header.iter().map(|_| "---").collect::<Vec<_>>().join("|")
+    ));
+    let ex_cells = |by: &BTreeMap<String, (usize, usize)>, all: f64| -> Vec<String> {
+        LEVELS
+            .iter()
+            .map(|h| {
+                let (n, m) = by.get(*h).copied().unwrap_or((0, 0));
+                if n == 0 {
+                    "–".to_string()
+                } else {
+                    pct(ratio(m, n))
+                }
+            })
+            .chain([pct(all)])
+            .collect()
+    };
+    // teacher
+    let mut row = vec![format!("teacher ({teacher})"), "–".to_string()];
+    row.extend(ex_cells(&t_scored.score.by_hardness, t_scored.score.ex));
+    if has_ts {
+        row.push(t_scored.score.ts.map(pct).unwrap_or_else(|| "–".into()));
+    }
+    row.push(match sft_ex {
+        Some(b) => format!("{:+.1}", 100.0 * (t_scored.score.ex - b)),
+        None => "–".into(),
+    });
+    out.push_str(&format!("| {} |\n", row.join(" | ")));
+    for m in methods {
+        let name = if m.params.is_empty() {
+            m.name.clone()
+        } else {
+            format!("{} ({})", m.name, m.params.replace(',', ", "))
+        };
+        let mut row = vec![name];
+        match &m.score {
+            Some(s) => {
+                row.push(
+                    m.latency_vs_sft
+                        .map(|l| format!("{l:.2}"))
+                        .unwrap_or_else(|| "–".into()),
+                );
+                row.extend(ex_cells(&s.by_hardness, s.ex));
+                if has_ts {
+                    row.push(s.ts.map(pct).unwrap_or_else(|| "–".into()));
+                }
+                row.push(match sft_ex {
+                    Some(b) => format!("{:+.1}", 100.0 * (s.ex - b)),
+                    None => "–".into(),
+                });
+            }
+            None => {
+                row.push("failed".into());
+                let cols = LEVELS.len() + 1 + usize::from(has_ts) + 1;
+                row.extend(std::iter::repeat_n("–".to_string(), cols));
+            }
+        }
+        out.push_str(&format!("| {} |\n", row.join(" | ")));
+    }
+    if let Some(dir) = suite {
+        out.push_str(&format!("\nTS: test suite {}.\n", dir.display()));
+    } else {
+        out.push_str(
+            "\nTS: no test suite built for this benchmark (`kidbench testsuite build`).\n",
+        );
+    }
+    let failed: Vec<&MethodSummary> = methods.iter().filter(|m| !m.ok()).collect();
+    if !failed.is_empty() {
+        out.push_str("\n## Failed methods\n\n");
+        for m in failed {
+            let name = if m.params.is_empty() {
+                m.name.clone()
+            } else {
+                format!("{}:{}", m.name, m.params)
+            };
+            let err = m
+                .error
+                .as_deref()
+                .unwrap_or("unknown error")
+                .replace('\n', " ");
+            out.push_str(&format!("- **{name}**: {err}\n"));
+        }
+    }
+    out
+}
+
 /// `kidbench run`.
 pub fn run(args: &RunArgs) -> anyhow::Result<RunSummary> {
     let t_start = Instant::now();
-    let methods: Vec<Box<dyn method::Method>> = args
-        .methods
-        .iter()
-        .map(|m| method::by_name(m))
-        .collect::<Result<_, _>>()?;
-    if methods.is_empty() {
-        anyhow::bail!(
-            "--methods names no method; available: {}",
-            method::METHODS.join(", ")
-        );
+    // Every method exists and its parameters are valid before anything is trained.
+    let specs = method::parse_specs(&args.methods)?;
+    let registry = method::registry(&args.plugin_dirs);
+    for f in registry.failures() {
+        eprintln!("kidbench: warning: {f}");
     }
+    let methods: Vec<(MethodSpec, PluginMethod)> = method::resolve(&registry, &specs)?;
+    let (student_steps, time_budget) = student_budget(args)?;
     let teacher_res = presets::resolve(&args.teacher, args.teacher_dir.as_deref())?;
     let student_res = presets::resolve(&args.student, args.student_dir.as_deref())?;
     let setup = setup(&args.common, &[&teacher_res, &student_res])?;
@@ -763,13 +1106,32 @@ pub fn run(args: &RunArgs) -> anyhow::Result<RunSummary> {
                 .map(|h| h.as_str().to_string())
         })
         .collect();
+    let suite_dir =
+        kidbench_testsuite::default_suite_dir(&args.common.databases_dir, setup.bench.name());
+    let suite = Suite::open_if_built(&suite_dir)
+        .with_context(|| format!("opening the test suite {}", suite_dir.display()))?;
 
     // Resolved configuration.
     let teacher_cfg = train_config(&teacher_res, &args.common, args.teacher_steps, None);
-    let student_cfg = train_config(&student_res, &args.common, args.steps, args.lr);
+    let mut student_cfg = train_config(&student_res, &args.common, student_steps, args.lr);
+    if time_budget.is_some() {
+        // the warmup is a share of the budget (trainer::TIME_WARMUP_FRACTION), not of the steps
+        student_cfg.warmup_steps = 0;
+    }
+    student_cfg.time_budget_seconds = time_budget;
+    let budget_text = match time_budget {
+        Some(t) => format!("a {t:.0} s training budget"),
+        None => format!("{} steps", student_cfg.steps),
+    };
     let config = serde_json::json!({
         "run_id": run_id,
         "args": args,
+        "methods": specs.iter().map(|s| serde_json::json!({
+            "name": s.name, "params": s.params_string(), "label": s.label,
+        })).collect::<Vec<_>>(),
+        "plugins": methods.iter().map(|(s, m)| serde_json::json!({
+            "name": s.name, "path": m.path().display().to_string(),
+        })).collect::<Vec<_>>(),
         "teacher": {"preset": teacher_res.name(), "train": teacher_cfg},
         "student": {"preset": student_res.name(), "train": student_cfg},
         "prompt_sample_values": setup.prompt_options.sample_values,
@@ -780,6 +1142,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<RunSummary> {
         "train_skipped_missing_database": setup.train.skipped_missing_db,
         "dev_questions": dev.items.len(),
         "dev_skipped_missing_database": dev.skipped_missing_db,
+        "test_suite": suite.as_ref().map(|s| s.dir.display().to_string()),
         "benchmark_files": setup.train_checksums,
     });
     write_atomic(
@@ -792,6 +1155,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<RunSummary> {
         "tch": "0.24.0",
         "libtorch": env!("KIDBENCH_LIBTORCH"),
         "rustc": env!("KIDBENCH_RUSTC"),
+        "plugin_abi": kidbench_plugin_host::ABI_VERSION,
     });
     write_atomic(
         &dir.join("versions.json"),
@@ -826,48 +1190,117 @@ pub fn run(args: &RunArgs) -> anyhow::Result<RunSummary> {
         &setup.bench,
         &dev,
         &hardness,
+        suite.as_ref(),
         args,
         t_train,
     )?;
 
-    // Students.
+    // Students: one per method, each from the same initialization.
     let data = encode_train(&setup, &student_res)?;
-    let mut scored: Vec<(String, Scored, TrainReport)> = Vec::new();
-    for m in &methods {
-        let student = lm::initial_model(&student_res, &setup.tok, setup.device, args.common.seed)?;
-        let opts = TrainOptions {
-            checkpoint_dir: Some(dir.join("checkpoints").join(m.name())),
-            resume: args.resume,
-            metrics_path: Some(dir.join("metrics").join(format!("{}.jsonl", m.name()))),
-            progress: !args.common.quiet,
-            label: format!("{} {}", m.name(), student_res.name()),
-            stop_after: None,
+    let tokens = TokenIds::from_tokenizer(&setup.tok);
+    let mut runs: Vec<MethodRun> = Vec::new();
+    for (spec, m) in &methods {
+        let attempt = catch_unwind(AssertUnwindSafe(
+            || -> anyhow::Result<(Scored, TrainReport)> {
+                let student =
+                    lm::initial_model(&student_res, &setup.tok, setup.device, args.common.seed)?;
+                // A mask id the model has no embedding row for (added to a HF tokenizer) is no
+                // mask token at all: kid then says so instead of indexing out of range.
+                let mut tokens = tokens.clone();
+                if tokens.mask >= student.model.config().vocab_size {
+                    tokens.mask = -1;
+                }
+                let opts = TrainOptions {
+                    checkpoint_dir: Some(dir.join("checkpoints").join(&spec.label)),
+                    resume: args.resume,
+                    metrics_path: Some(dir.join("metrics").join(format!("{}.jsonl", spec.label))),
+                    progress: !args.common.quiet,
+                    label: format!("{} {}", spec.label, student_res.name()),
+                    stop_after: None,
+                };
+                let teacher_lm: Option<&dyn trainer::CausalLm> = Some(&teacher.lm.model);
+                let report = trainer::train(
+                    &student.vs,
+                    &student.model,
+                    teacher_lm,
+                    m,
+                    &data,
+                    &tokens,
+                    &student_cfg,
+                    &opts,
+                )
+                .with_context(|| {
+                    format!(
+                        "training student {} with {}",
+                        student_res.name(),
+                        spec.spec()
+                    )
+                })?;
+                let s = score(
+                    &spec.label,
+                    &student,
+                    &setup.tok,
+                    &student_res,
+                    &setup.bench,
+                    &dev,
+                    &hardness,
+                    suite.as_ref(),
+                    args,
+                    report.train_seconds,
+                )?;
+                Ok((s, report))
+            },
+        ));
+        let outcome = match attempt {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(format!("{e:#}")),
+            Err(p) => Err(format!("panicked: {}", panic_message(p.as_ref()))),
         };
-        let teacher_lm: Option<&dyn trainer::CausalLm> = Some(&teacher.lm.model);
-        let report = trainer::train(
-            &student.vs,
-            &student.model,
-            teacher_lm,
-            m.as_ref(),
-            &data,
-            setup.tok.pad_id(),
-            &student_cfg,
-            &opts,
-        )
-        .with_context(|| format!("training student {} with {}", student_res.name(), m.name()))?;
-        let s = score(
-            m.name(),
-            &student,
-            &setup.tok,
-            &student_res,
-            &setup.bench,
-            &dev,
-            &hardness,
-            args,
-            report.train_seconds,
-        )?;
-        scored.push((m.name().to_string(), s, report));
+        if let Err(e) = &outcome {
+            eprintln!("kidbench: method {} failed: {e}", spec.spec());
+        }
+        runs.push(MethodRun {
+            spec: spec.clone(),
+            outcome,
+        });
     }
+
+    // Latency: training seconds per step, relative to SFT's (plain `sft` of this run).
+    let per_step = |r: &TrainReport| r.train_seconds / r.steps_done.max(1) as f64;
+    let sft_per_step = runs
+        .iter()
+        .find(|r| r.spec.name == "sft" && r.spec.params.is_empty())
+        .and_then(|r| r.outcome.as_ref().ok())
+        .map(|(_, rep)| per_step(rep));
+    let summaries: Vec<MethodSummary> = runs
+        .iter()
+        .map(|r| match &r.outcome {
+            Ok((s, rep)) => MethodSummary {
+                name: r.spec.name.clone(),
+                params: r.spec.params_string(),
+                label: r.spec.label.clone(),
+                status: "ok".into(),
+                error: None,
+                score: Some(s.score.clone()),
+                steps_done: rep.steps_done,
+                train_seconds: rep.train_seconds,
+                latency_vs_sft: sft_per_step.map(|b| per_step(rep) / b.max(1e-12)),
+                timings: Some(rep.timings),
+            },
+            Err(e) => MethodSummary {
+                name: r.spec.name.clone(),
+                params: r.spec.params_string(),
+                label: r.spec.label.clone(),
+                status: "failed".into(),
+                error: Some(e.clone()),
+                score: None,
+                steps_done: 0,
+                train_seconds: 0.0,
+                latency_vs_sft: None,
+                timings: None,
+            },
+        })
+        .collect();
 
     // Files.
     let mut csv = Csv {
@@ -877,41 +1310,55 @@ pub fn run(args: &RunArgs) -> anyhow::Result<RunSummary> {
         student: student_res.name(),
         benchmark: setup.bench.name(),
     };
-    csv.scores("teacher", "", &t_scored, None);
-    let sft_latency = scored
-        .iter()
-        .find(|(n, _, _)| n == "sft")
-        .map(|(_, s, _)| s.score.generate_seconds / s.summary.total.max(1) as f64);
-    for (name, s, r) in &scored {
-        csv.scores(name, "", s, sft_latency);
-        csv.push(
-            name,
-            "",
-            "all",
-            "train_tokens_per_second",
-            r.tokens_per_second,
-            r.steps_done,
-        );
-        csv.push(name, "", "all", "final_loss", r.final_loss, r.steps_done);
+    csv.scores("teacher", "", &t_scored);
+    csv.push("teacher", "", "all", "train_seconds", t_train, 0);
+    for (r, m) in runs.iter().zip(&summaries) {
+        let params = r.spec.params_string();
+        match &r.outcome {
+            Ok((s, rep)) => {
+                csv.scores(&r.spec.name, &params, s);
+                csv.training(&r.spec.name, &params, m, rep);
+            }
+            Err(_) => csv.push(&r.spec.name, &params, "all", "failed", 1.0, 0),
+        }
     }
     write_lines(&dir.join("results.csv"), &csv.rows)?;
     write_lines(&dir.join("predictions/teacher.sql"), &t_scored.predictions)?;
     write_jsonl(&dir.join("verdicts/teacher.jsonl"), &t_scored.verdicts)?;
-    for (name, s, r) in &scored {
-        write_lines(&dir.join(format!("predictions/{name}.sql")), &s.predictions)?;
-        write_jsonl(&dir.join(format!("verdicts/{name}.jsonl")), &s.verdicts)?;
-        let p = dir.join(format!("metrics/{name}.timings.json"));
-        write_atomic(&p, serde_json::to_string_pretty(r)?.as_bytes())
-            .with_context(|| format!("writing {}", p.display()))?;
+    for r in &runs {
+        let label = &r.spec.label;
+        if let Ok((s, rep)) = &r.outcome {
+            write_lines(
+                &dir.join(format!("predictions/{label}.sql")),
+                &s.predictions,
+            )?;
+            write_jsonl(&dir.join(format!("verdicts/{label}.jsonl")), &s.verdicts)?;
+            let p = dir.join(format!("metrics/{label}.timings.json"));
+            write_atomic(&p, serde_json::to_string_pretty(rep)?.as_bytes())
+                .with_context(|| format!("writing {}", p.display()))?;
+        }
     }
     let gold: Vec<String> = dev.items.iter().map(|it| lm::one_line(&it.gold)).collect();
     write_lines(&dir.join("predictions/gold.sql"), &gold)?;
+    let md = results_markdown(
+        &run_id,
+        setup.bench.name(),
+        teacher_res.name(),
+        student_res.name(),
+        &budget_text,
+        dev.items.len(),
+        &t_scored,
+        &summaries,
+        suite.as_ref().map(|s| s.dir.as_path()),
+    );
+    write_atomic(&dir.join("results.md"), md.as_bytes()).context("writing results.md")?;
     let summary = RunSummary {
         run_id,
         dir: dir.clone(),
         teacher: t_scored.score.clone(),
         teacher_reused: teacher.reused,
-        methods: scored.iter().map(|(_, s, _)| s.score.clone()).collect(),
+        methods: summaries,
+        ts_suite: suite.as_ref().map(|s| s.dir.clone()),
         total_seconds: t_start.elapsed().as_secs_f64(),
     };
     let mut f = std::fs::File::create(dir.join("summary.json"))

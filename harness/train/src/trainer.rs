@@ -1,6 +1,18 @@
-//! The training host: data order, micro-batching, the method's loss, backward, clipping, AdamW,
-//! timing, metrics JSONL, a progress bar, and atomic checkpoints that `resume` continues from to
-//! the same final weights as an uninterrupted run.
+//! The training host: data order, micro-batching, the method (a plugin behind the
+//! `kidbench-plugin-host` boundary), backward, clipping, AdamW, timing, metrics JSONL, a progress
+//! bar, and atomic checkpoints that `resume` continues from to the same final weights as an
+//! uninterrupted run.
+//!
+//! A step, per micro-batch: `data_request(StepInfo { step, total_steps, micro_batch, seed })`
+//! (`seed` a pure function of the run seed, the step and the micro-batch) → the batch it names
+//! (the ground truth, or the micro-batch's prompts completed by the student or the teacher) →
+//! the student forward with grad when requested → the teacher forward without grad when
+//! requested → `loss` (the method may run more forwards and sampling through
+//! [`crate::host::TrainHost`]) → backward. Then clipping and AdamW on the whole global batch.
+//!
+//! The length of a run is a number of steps, or a wall-clock budget
+//! ([`TrainConfig::time_budget_seconds`]): training continues until the budget is spent and the
+//! learning-rate schedule follows the fraction of the budget used.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -12,19 +24,38 @@ use sha2::{Digest, Sha256};
 use tch::nn::VarStore;
 use tch::Tensor;
 
+use kidbench_model::{GenerationConfig, GenerationOutput};
+use kidbench_plugin_host::{
+    BatchTensors, DataSource, HostServices, LossInput, Model, PluginMethod, SampledBatch, StepInfo,
+};
+
 use crate::data::{collate, DataOrder, Example};
-use crate::method::{LossInput, Method};
-use crate::optim::{lr_at, AdamW, AdamWConfig};
+use crate::host::{step_seed, TokenIds, TrainHost};
+use crate::optim::{lr_at, lr_at_fraction, AdamW, AdamWConfig};
 use crate::TrainError;
 
-/// A causal language model as the trainer sees it: `[B, T]` ids + mask → `[B, T, V]` logits.
+/// A causal language model as the trainer sees it: `[B, T]` ids + mask → `[B, T, V]` logits,
+/// and (for methods that sample) batched generation from prompts.
 pub trait CausalLm {
     fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor) -> anyhow::Result<Tensor>;
+
+    /// Completes `prompts` (token ids, BOS + prompt each) with `cfg`.
+    fn generate(
+        &self,
+        _prompts: &[Vec<i64>],
+        _cfg: &GenerationConfig,
+    ) -> anyhow::Result<GenerationOutput> {
+        anyhow::bail!("this model cannot generate (a method asked for samples)")
+    }
 }
+
+/// Warmup share of a time budget (the step schedule warms up over 5 % of the steps too).
+pub const TIME_WARMUP_FRACTION: f64 = 0.05;
 
 /// What a training run does; part of the checkpoint, so a resume must use the same values.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainConfig {
+    /// Optimizer steps; with a time budget, the most steps to run.
     pub steps: usize,
     /// Examples per optimizer step (the global batch).
     pub batch_size: usize,
@@ -45,6 +76,10 @@ pub struct TrainConfig {
     /// Batch examples of similar length together (less padding; see `DataOrder::grouped`).
     #[serde(default)]
     pub group_by_length: bool,
+    /// Train until this many wall-clock seconds are spent (at most `steps` steps); the learning
+    /// rate follows the fraction of the budget used. None: exactly `steps` steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_budget_seconds: Option<f64>,
 }
 
 impl Default for TrainConfig {
@@ -62,6 +97,7 @@ impl Default for TrainConfig {
             checkpoint_every: 200,
             log_every: 10,
             group_by_length: true,
+            time_budget_seconds: None,
         }
     }
 }
@@ -77,6 +113,11 @@ impl TrainConfig {
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return bad("learning rate must be a positive number");
+        }
+        if let Some(b) = self.time_budget_seconds {
+            if !(b > 0.0 && b.is_finite()) {
+                return bad("the time budget must be a positive number of seconds");
+            }
         }
         Ok(())
     }
@@ -102,17 +143,33 @@ pub struct TrainOptions {
 /// Seconds spent per part of a step, summed over the run (this process only).
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct Timings {
+    /// Building the ground-truth batches.
     pub batch: f64,
+    /// Student forwards (with or without grad, the host's and the method's), the method's loss
+    /// computation, and backward.
     pub student_forward_backward: f64,
+    /// Teacher forwards (the host's and the method's).
     pub teacher_forward: f64,
+    /// Generation (student or teacher samples).
     pub sampling: f64,
+    /// Clipping and the AdamW update.
     pub optimizer: f64,
+    /// The rest: data requests, metrics, progress, checkpoints.
     pub other: f64,
+}
+
+impl Timings {
+    /// Everything but student, teacher and sampling (`batch + optimizer + other`).
+    pub fn other_total(&self) -> f64 {
+        self.batch + self.optimizer + self.other
+    }
 }
 
 /// What a finished (or stopped) run reports.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TrainReport {
+    /// The method's name.
+    pub method: String,
     pub steps_done: usize,
     pub resumed_from: Option<usize>,
     pub final_loss: f64,
@@ -294,22 +351,20 @@ fn truncate_metrics(path: &Path, step: usize) -> anyhow::Result<()> {
         .with_context(|| format!("rewriting metrics {}", path.display()))
 }
 
-/// Trains the variables of `vs` (through `student`) on `data` with `method`.
+/// Trains the variables of `vs` (through `student`) on `data` with `method` (a plugin; the
+/// teacher is needed when the method asks for it).
 #[allow(clippy::too_many_arguments)]
 pub fn train(
     vs: &VarStore,
     student: &dyn CausalLm,
     teacher: Option<&dyn CausalLm>,
-    method: &dyn Method,
+    method: &PluginMethod,
     data: &[Example],
-    pad_id: i64,
+    tokens: &TokenIds,
     cfg: &TrainConfig,
     opts: &TrainOptions,
 ) -> anyhow::Result<TrainReport> {
     cfg.validate()?;
-    if method.needs_teacher_logits() && teacher.is_none() {
-        anyhow::bail!("method '{}' needs a teacher model", method.name());
-    }
     let device = vs.device();
     let mut order = if cfg.group_by_length {
         let lengths: Vec<usize> = data.iter().map(|e| e.input_ids.len()).collect();
@@ -362,10 +417,14 @@ pub fn train(
         None => None,
     };
 
-    let bar = if opts.progress {
-        indicatif::ProgressBar::new(cfg.steps as u64)
-    } else {
+    let budget = cfg.time_budget_seconds;
+    let bar = if !opts.progress {
         indicatif::ProgressBar::hidden()
+    } else if let Some(b) = budget {
+        // a time budget: the bar counts seconds
+        indicatif::ProgressBar::new(b.ceil() as u64)
+    } else {
+        indicatif::ProgressBar::new(cfg.steps as u64)
     };
     bar.set_style(
         indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
@@ -373,56 +432,128 @@ pub fn train(
             .progress_chars("=> "),
     );
     bar.set_prefix(opts.label.clone());
-    bar.set_position(start as u64);
+    bar.set_position(match budget {
+        Some(_) => prior_seconds as u64,
+        None => start as u64,
+    });
 
-    let mut timings = Timings::default();
-    let mut tokens = 0i64;
+    let mut host = TrainHost::new(student, teacher, tokens, device);
+    let mut tokens_seen = 0i64;
     let mut target_tokens = 0i64;
     let t0 = Instant::now();
     let end = opts.stop_after.map_or(cfg.steps, |s| s.min(cfg.steps));
+    let spent = |t0: &Instant| prior_seconds + t0.elapsed().as_secs_f64();
+    let mut done = start;
 
     for step in start..end {
+        // Progress through the run: of the steps, or of the time budget.
+        let (lr, total_steps) = match budget {
+            None => (
+                lr_at(step, cfg.steps, cfg.warmup_steps, cfg.lr, cfg.min_lr_ratio),
+                cfg.steps as u64,
+            ),
+            Some(b) => {
+                let frac = spent(&t0) / b;
+                if frac >= 1.0 {
+                    break;
+                }
+                let lr = lr_at_fraction(frac, TIME_WARMUP_FRACTION, cfg.lr, cfg.min_lr_ratio);
+                // the step count at which the budget would end at the current pace
+                let est = if frac > 0.0 {
+                    (step as f64 / frac).round() as u64
+                } else {
+                    0
+                };
+                (lr, est.max(step as u64 + 1))
+            }
+        };
         let ts = Instant::now();
         let idx = order.batch(step, cfg.batch_size);
         let examples: Vec<&Example> = idx.iter().filter_map(|&i| data.get(i)).collect();
         let norm: usize = examples.iter().map(|e| e.target_tokens()).sum();
         let norm = norm.max(1) as f64;
-        let micro: Vec<_> = examples
-            .chunks(cfg.micro_batch_size)
-            .map(|c| collate(c, pad_id, device))
+        let chunks: Vec<&[&Example]> = examples.chunks(cfg.micro_batch_size).collect();
+        let micro: Vec<_> = chunks
+            .iter()
+            .map(|c| collate(c, tokens.pad, device))
             .collect::<Result<_, _>>()?;
-        timings.batch += ts.elapsed().as_secs_f64();
+        host.timings.batch += ts.elapsed().as_secs_f64();
 
         adam.zero_grad();
         let mut step_loss = 0.0;
-        for mb in &micro {
-            let teacher_logits = match (method.needs_teacher_logits(), teacher) {
-                (true, Some(t)) => {
-                    let tt = Instant::now();
-                    let l = tch::no_grad(|| t.forward(&mb.input_ids, &mb.attention_mask))
-                        .context("teacher forward")?;
-                    timings.teacher_forward += tt.elapsed().as_secs_f64();
-                    Some(l)
-                }
-                _ => None,
+        for (mi, (mb, chunk)) in micro.iter().zip(&chunks).enumerate() {
+            let info = StepInfo {
+                step: step as u64,
+                total_steps,
+                micro_batch: mi as u32,
+                seed: step_seed(cfg.seed, step as u64, mi as u32),
             };
-            let tf = Instant::now();
-            let logits = student
-                .forward(&mb.input_ids, &mb.attention_mask)
-                .context("student forward")?;
-            let loss = method
-                .loss(&LossInput {
-                    batch: mb,
-                    student_logits: &logits,
-                    teacher_logits: teacher_logits.as_ref(),
+            let tr = Instant::now();
+            let req = method.data_request(&info)?;
+            host.set_micro_batch(chunk, examples.len(), info.seed);
+            host.timings.other += tr.elapsed().as_secs_f64();
+            let sampled: SampledBatch;
+            let batch = match req.source {
+                DataSource::GroundTruth => BatchTensors {
+                    input_ids: &mb.input_ids,
+                    attention_mask: &mb.attention_mask,
+                    labels: &mb.labels,
+                    loss_mask: &mb.loss_mask,
                     norm_tokens: norm,
-                })
-                .with_context(|| format!("method '{}' loss", method.name()))?;
+                },
+                DataSource::StudentSamples | DataSource::TeacherSamples => {
+                    let model = if req.source == DataSource::StudentSamples {
+                        Model::Student
+                    } else {
+                        Model::Teacher
+                    };
+                    sampled = host.sample(model, &req.sampling).with_context(|| {
+                        format!("method '{}': {model:?} samples", method.name())
+                    })?;
+                    sampled.view()
+                }
+            };
+            let student_logits = if req.student_logits {
+                Some(host.forward(Model::Student, batch.input_ids, batch.attention_mask, true)?)
+            } else {
+                None
+            };
+            let teacher_logits = if req.teacher_logits {
+                Some(
+                    host.forward(Model::Teacher, batch.input_ids, batch.attention_mask, false)
+                        .with_context(|| {
+                            format!("method '{}' asked for teacher logits", method.name())
+                        })?,
+                )
+            } else {
+                None
+            };
+            let before = host.model_seconds();
+            let tl = Instant::now();
+            let loss = method.loss(
+                &LossInput {
+                    batch,
+                    student_logits: student_logits.as_ref(),
+                    teacher_logits: teacher_logits.as_ref(),
+                    step: info,
+                    tokens: tokens.special(),
+                },
+                &mut host,
+            )?;
+            // the method's own computation (its forwards and sampling are timed by the host)
+            let own = tl.elapsed().as_secs_f64() - (host.model_seconds() - before);
+            host.timings.student_forward_backward += own.max(0.0);
+            let tb = Instant::now();
             loss.backward();
             step_loss += loss.double_value(&[]);
-            timings.student_forward_backward += tf.elapsed().as_secs_f64();
-            tokens += mb.tokens;
-            target_tokens += mb.target_tokens;
+            host.timings.student_forward_backward += tb.elapsed().as_secs_f64();
+            if req.source == DataSource::GroundTruth {
+                tokens_seen += mb.tokens;
+                target_tokens += mb.target_tokens;
+            } else {
+                tokens_seen += batch.attention_mask.sum(tch::Kind::Int64).int64_value(&[]);
+                target_tokens += batch.loss_mask.sum(tch::Kind::Float).double_value(&[]) as i64;
+            }
         }
         if !step_loss.is_finite() {
             anyhow::bail!("loss is not finite at step {} ({step_loss})", step + 1);
@@ -430,19 +561,23 @@ pub fn train(
 
         let to = Instant::now();
         let grad_norm = adam.clip_grad_norm(cfg.grad_clip);
-        let lr = lr_at(step, cfg.steps, cfg.warmup_steps, cfg.lr, cfg.min_lr_ratio);
         adam.step(lr);
-        timings.optimizer += to.elapsed().as_secs_f64();
+        host.timings.optimizer += to.elapsed().as_secs_f64();
 
         let tm = Instant::now();
         last_loss = step_loss;
-        let done = step + 1;
+        done = step + 1;
         let elapsed = t0.elapsed().as_secs_f64();
-        let tps = tokens as f64 / elapsed.max(1e-9);
-        bar.set_position(done as u64);
-        bar.set_message(format!("loss {step_loss:.4} {tps:.0} tok/s"));
+        let out_of_time = budget.is_some_and(|b| spent(&t0) >= b);
+        let last = done == cfg.steps || out_of_time;
+        let tps = tokens_seen as f64 / elapsed.max(1e-9);
+        bar.set_position(match budget {
+            Some(_) => spent(&t0) as u64,
+            None => done as u64,
+        });
+        bar.set_message(format!("step {done} loss {step_loss:.4} {tps:.0} tok/s"));
         if let Some(f) = metrics.as_mut() {
-            if done % cfg.log_every.max(1) == 0 || done == cfg.steps {
+            if done % cfg.log_every.max(1) == 0 || last {
                 let line = serde_json::json!({
                     "step": done,
                     "loss": step_loss,
@@ -454,30 +589,26 @@ pub fn train(
                 writeln!(f, "{line}").context("writing metrics")?;
             }
         }
-        let is_ckpt =
-            (cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0) || done == cfg.steps;
+        let is_ckpt = (cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0) || last;
         if let (true, Some(dir)) = (is_ckpt, opts.checkpoint_dir.as_deref()) {
-            save_checkpoint(
-                dir,
-                &adam,
-                done,
-                prior_seconds + t0.elapsed().as_secs_f64(),
-                last_loss,
-                cfg,
-            )?;
+            save_checkpoint(dir, &adam, done, spent(&t0), last_loss, cfg)?;
         }
-        timings.other += tm.elapsed().as_secs_f64();
+        host.timings.other += tm.elapsed().as_secs_f64();
+        if last {
+            break;
+        }
     }
     bar.finish_and_clear();
     let elapsed = t0.elapsed().as_secs_f64();
     Ok(TrainReport {
-        steps_done: end.max(start),
+        method: method.name().to_string(),
+        steps_done: done,
         resumed_from,
         final_loss: last_loss,
         train_seconds: prior_seconds + elapsed,
-        tokens,
+        tokens: tokens_seen,
         target_tokens,
-        tokens_per_second: tokens as f64 / elapsed.max(1e-9),
-        timings,
+        tokens_per_second: tokens_seen as f64 / elapsed.max(1e-9),
+        timings: host.timings,
     })
 }

@@ -55,7 +55,10 @@ fn missing_model_folder_names_folder_and_files() {
 
 #[test]
 fn unknown_method_lists_methods() {
-    let err = method::by_name("dpo")
+    // the linked-in sft is there even when no plugin file is found
+    let reg = method::registry(&[std::path::PathBuf::from("/nonexistent/plugins")]);
+    let err = reg
+        .create("dpo")
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
@@ -63,5 +66,59 @@ fn unknown_method_lists_methods() {
         err.contains("unknown method 'dpo'") && err.contains("sft"),
         "{err}"
     );
-    assert_eq!(method::by_name("SFT").map(|m| m.name()).ok(), Some("sft"));
+    assert_eq!(
+        reg.create("SFT").map(|m| m.name().to_string()).ok(),
+        Some("sft".into())
+    );
+}
+
+#[test]
+fn method_lists_split_on_commas_but_keep_parameters_together() {
+    let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        method::split_specs(&v(&[
+            "sft,kid:alpha=0.3,strategy=hard,gkd",
+            "rkd:temperature=2"
+        ])),
+        v(&[
+            "sft",
+            "kid:alpha=0.3,strategy=hard",
+            "gkd",
+            "rkd:temperature=2"
+        ])
+    );
+    let specs = method::parse_specs(&v(&["sft,kid:alpha=0.3,strategy=hard"])).unwrap();
+    assert_eq!(specs[1].name, "kid");
+    assert_eq!(specs[1].params_string(), "alpha=0.3,strategy=hard");
+    assert_eq!(specs[1].spec(), "kid:alpha=0.3,strategy=hard");
+    assert_eq!(specs[1].label, "kid_alpha-0.3_strategy-hard");
+    assert_eq!(specs[0].label, "sft");
+    let e = method::parse_specs(&v(&["sft,SFT"]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("listed twice"), "{e}");
+    assert!(method::parse_specs(&v(&[","])).is_err());
+}
+
+#[test]
+fn budgets_parse() {
+    use kidbench_train::Budget;
+    assert_eq!("steps=20".parse::<Budget>(), Ok(Budget::Steps(20)));
+    assert_eq!("time=90".parse::<Budget>(), Ok(Budget::Time(90.0)));
+    assert_eq!("time=90s".parse::<Budget>(), Ok(Budget::Time(90.0)));
+    assert_eq!("time=5m".parse::<Budget>(), Ok(Budget::Time(300.0)));
+    assert_eq!("time=1.5h".parse::<Budget>(), Ok(Budget::Time(5400.0)));
+    for bad in [
+        "time=0",
+        "time=-3",
+        "time=abc",
+        "time=5d",
+        "steps=0",
+        "steps=1.5",
+        "5m",
+        "epochs=2",
+    ] {
+        assert!(bad.parse::<Budget>().is_err(), "{bad}");
+    }
+    assert_eq!(Budget::Time(300.0).to_string(), "time=300s");
 }

@@ -5,7 +5,8 @@ mod common;
 
 use common::*;
 use kidbench_train::data::{collate, Example, IGNORE};
-use kidbench_train::method::Sft;
+use kidbench_train::host::TokenIds;
+use kidbench_train::method::builtin_sft;
 use kidbench_train::trainer::{train, TrainConfig, TrainOptions};
 use tch::nn::VarStore;
 use tch::Device;
@@ -35,7 +36,9 @@ fn run(
     tch::manual_seed(7);
     let vs = VarStore::new(Device::Cpu);
     let m = Bigram::new(&vs);
-    let r = train(&vs, &m, None, &Sft, data, PAD, c, opts).expect("training runs");
+    let sft = builtin_sft().expect("the linked-in sft plugin");
+    let r =
+        train(&vs, &m, None, &sft, data, &TokenIds::pad_only(PAD), c, opts).expect("training runs");
     (weights(&vs), r)
 }
 
@@ -185,7 +188,9 @@ fn corrupt_checkpoint_is_a_clear_error() {
     tch::manual_seed(7);
     let vs = VarStore::new(Device::Cpu);
     let m = Bigram::new(&vs);
-    let err = train(&vs, &m, None, &Sft, &data, PAD, &c, &opts).unwrap_err();
+    let sft = builtin_sft().unwrap();
+    let tokens = TokenIds::pad_only(PAD);
+    let err = train(&vs, &m, None, &sft, &data, &tokens, &c, &opts).unwrap_err();
     let msg = format!("{err:#}");
     assert!(msg.contains("state.safetensors"), "{msg}");
     assert!(msg.contains("corrupt or truncated"), "{msg}");
@@ -194,7 +199,7 @@ fn corrupt_checkpoint_is_a_clear_error() {
     std::fs::write(&state, &bytes).unwrap();
     let mut other = c.clone();
     other.lr = 0.5;
-    let err = train(&vs, &m, None, &Sft, &data, PAD, &other, &opts).unwrap_err();
+    let err = train(&vs, &m, None, &sft, &data, &tokens, &other, &opts).unwrap_err();
     let msg = format!("{err:#}");
     assert!(
         msg.contains("meta.json") && msg.contains("different training configuration"),

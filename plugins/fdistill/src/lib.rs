@@ -5,7 +5,7 @@
 //! each a token-level total variation `½ Σ |p_T − p_S|` normalized by its own batch's count.
 
 use kidbench_kd::sdk::api::{DataRequest, DataSource, Model, ParamSpec, StepInfo};
-use kidbench_kd::sdk::{float_param, int_param, sampling, Ctx, Params, Plugin};
+use kidbench_kd::sdk::{float_param, int_param, sampled, sampling, Ctx, Params, Plugin};
 use kidbench_kd::{divergence_loss, Divergence};
 use tch::Tensor;
 
@@ -56,18 +56,20 @@ impl Plugin for FDistill {
     }
 
     fn data_request(&mut self, _: &StepInfo) -> anyhow::Result<DataRequest> {
-        Ok(DataRequest {
-            source: DataSource::TeacherSamples,
-            sampling: sampling(self.sample_temperature, self.max_new_tokens),
-            teacher_logits: true,
-        })
+        // Both logits on the teacher samples are used (the first TV term); the student-sample
+        // term runs its own sampling and forwards during `loss`.
+        Ok(sampled(
+            DataSource::TeacherSamples,
+            sampling(self.sample_temperature, self.max_new_tokens),
+            true,
+        ))
     }
 
     fn loss(&mut self, ctx: &mut Ctx<'_>) -> anyhow::Result<Tensor> {
         let tb = ctx.batch();
         let on_teacher = divergence_loss(
             Divergence::TotalVariation,
-            &ctx.student_logits(),
+            &ctx.student_logits()?,
             &ctx.teacher_logits()?,
             &tb.loss_mask,
             tb.norm,

@@ -5,7 +5,8 @@
 
 use kidbench_kd::sdk::api::{DataRequest, DataSource, ParamSpec, StepInfo};
 use kidbench_kd::sdk::{
-    choice_param, float_param, ground_truth, int_param, sampling, step_rng, Ctx, Params, Plugin,
+    choice_param, float_param, ground_truth, int_param, sampled, sampling, step_rng, Ctx, Params,
+    Plugin,
 };
 use kidbench_kd::{divergence_loss, Divergence};
 use rand::Rng;
@@ -75,11 +76,11 @@ impl Plugin for Gkd {
     fn data_request(&mut self, step: &StepInfo) -> anyhow::Result<DataRequest> {
         let on_policy = self.lambda > 0.0 && step_rng(step, 1).random::<f64>() < self.lambda;
         Ok(if on_policy {
-            DataRequest {
-                source: DataSource::StudentSamples,
-                sampling: sampling(self.temperature, self.max_new_tokens),
-                teacher_logits: true,
-            }
+            sampled(
+                DataSource::StudentSamples,
+                sampling(self.temperature, self.max_new_tokens),
+                true,
+            )
         } else {
             ground_truth(true)
         })
@@ -87,7 +88,7 @@ impl Plugin for Gkd {
 
     fn loss(&mut self, ctx: &mut Ctx<'_>) -> anyhow::Result<Tensor> {
         let b = ctx.batch();
-        let (s, t) = (ctx.student_logits(), ctx.teacher_logits()?);
+        let (s, t) = (ctx.student_logits()?, ctx.teacher_logits()?);
         Ok(divergence_loss(
             self.divergence,
             &s,

@@ -6,8 +6,8 @@
 
 use kidbench_kd::sdk::api::{DataRequest, DataSource, ParamSpec, StepInfo};
 use kidbench_kd::sdk::{
-    choice_param, float_param, ground_truth, int_param, progress, sampling, step_rng, Ctx, Params,
-    Plugin,
+    choice_param, float_param, ground_truth, int_param, progress, sampled, sampling, step_rng, Ctx,
+    Params, Plugin,
 };
 use kidbench_kd::{divergence_loss, Divergence};
 use rand::Rng;
@@ -88,11 +88,11 @@ impl Plugin for ImitKd {
         let share = self.student_share(step);
         Ok(
             if share > 0.0 && step_rng(step, 1).random::<f64>() < share {
-                DataRequest {
-                    source: DataSource::StudentSamples,
-                    sampling: sampling(self.sample_temperature, self.max_new_tokens),
-                    teacher_logits: true,
-                }
+                sampled(
+                    DataSource::StudentSamples,
+                    sampling(self.sample_temperature, self.max_new_tokens),
+                    true,
+                )
             } else {
                 ground_truth(true)
             },
@@ -101,7 +101,7 @@ impl Plugin for ImitKd {
 
     fn loss(&mut self, ctx: &mut Ctx<'_>) -> anyhow::Result<Tensor> {
         let b = ctx.batch();
-        let (s, t) = (ctx.student_logits(), ctx.teacher_logits()?);
+        let (s, t) = (ctx.student_logits()?, ctx.teacher_logits()?);
         Ok(divergence_loss(
             Divergence::ForwardKl,
             &s,

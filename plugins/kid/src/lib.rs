@@ -2,20 +2,33 @@
 //! target tokens (never prompt, padding or EOS) is replaced by the mask token; ONE student forward
 //! without grad on that masked sequence (requested from the host) predicts the masked places
 //! (`fill=argmax`, or `fill=sample`), which are written back: the imperfect target. The loss is
-//! reverse KL(S||T) between student and teacher on the imperfect sequence + MLE on the ground
-//! truth. `mask_only` uses the masked sequence itself as the imperfect data; `vanilla` (or
-//! `alpha=0`) uses the ground truth, which is exactly `rkd`.
+//! reverse KL(S||T) between student and teacher on the imperfect sequence + `mle_weight` x MLE
+//! whose labels are the ground truth. `mask_only` uses the masked sequence itself as the
+//! imperfect data; `vanilla` (or `alpha=0`) uses the ground truth, which is exactly `rkd`.
+//!
+//! Where the MLE term reads its logits (`mle=`):
+//! - `imperfect` (default): the student's logits on the imperfect sequence, i.e. the same
+//!   forward as the reverse KL, with the ground-truth tokens as labels. A step costs one masked
+//!   student forward (no grad), one teacher forward and ONE student forward/backward; the host
+//!   runs no forward of its own on the batch (`DataRequest::student_logits` is false).
+//! - `ground_truth`: the literal reading, MLE on a separate student forward on the ground truth
+//!   (the host's batch forward, with grad): one more student forward/backward per step.
+//!
+//! With `alpha=0` (or `vanilla`) the imperfect sequence is the ground truth, so both readings are
+//! `rkd` + MLE on the host's ground-truth forward.
 //!
 //! Token `q` of a row is predicted by position `q-1`, so a target token is one whose
 //! `labels[q-1] != -100`; its "entropy" (strategies `hard`/`easy`) is the entropy of the
-//! student's distribution at `q-1` on the original sequence.
+//! student's distribution at `q-1` on the original sequence (the host's batch logits when there
+//! are any, else one more student forward without grad).
 
 use std::io::Write;
 use std::path::PathBuf;
 
-use kidbench_kd::sdk::api::{DataRequest, Model, ParamSpec, StepInfo};
+use kidbench_kd::sdk::api::{DataRequest, DataSource, Model, ParamSpec, StepInfo};
 use kidbench_kd::sdk::{
-    bool_param, choice_param, float_param, ground_truth, text_param, Batch, Ctx, Params, Plugin,
+    bool_param, choice_param, float_param, ground_truth, sampling, text_param, Batch, Ctx, Params,
+    Plugin,
 };
 use kidbench_kd::{divergence_loss, mle_loss, token_entropy, Divergence, IGNORE};
 use rand::Rng;
@@ -33,8 +46,19 @@ pub enum Strategy {
     Easy,
 }
 
+/// Which student logits the MLE term is computed on (`mle=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mle {
+    /// The imperfect sequence's (the reverse-KL forward), ground-truth labels: one student
+    /// forward/backward per step.
+    Imperfect,
+    /// A separate student forward on the ground truth.
+    GroundTruth,
+}
+
 pub struct Kid {
     pub alpha: f64,
+    pub mle: Mle,
     pub strategy: Strategy,
     pub sample_fill: bool,
     pub mask_only: bool,
@@ -118,11 +142,13 @@ pub struct Imperfect {
 }
 
 impl Kid {
+    /// `student`: the student's logits on the ground truth (for `hard`/`easy`), when the host
+    /// computed them; otherwise they are computed here (no grad) when the strategy needs them.
     fn imperfect(
         &self,
         ctx: &mut Ctx<'_>,
         b: &Batch,
-        student: &Tensor,
+        student: Option<&Tensor>,
     ) -> anyhow::Result<Imperfect> {
         let size = b.input_ids.size();
         let (rows, t) = match size.as_slice() {
@@ -140,8 +166,14 @@ impl Kid {
             labels.len() == ids.len(),
             "labels and input_ids differ in shape"
         );
-        let entropy = match self.strategy {
-            Strategy::Hard | Strategy::Easy => to_vec_f64(&token_entropy(&student.detach(), 1.0))?,
+        let entropy = match (self.strategy, student) {
+            (Strategy::Hard | Strategy::Easy, Some(s)) => {
+                to_vec_f64(&token_entropy(&s.detach(), 1.0))?
+            }
+            (Strategy::Hard | Strategy::Easy, None) => {
+                let s = ctx.forward(Model::Student, &b.input_ids, &b.attention_mask, false)?;
+                to_vec_f64(&token_entropy(&s, 1.0))?
+            }
             _ => Vec::new(),
         };
         anyhow::ensure!(
@@ -319,6 +351,13 @@ impl Plugin for Kid {
                 100.0,
                 "weight of the MLE loss on the ground truth",
             ),
+            choice_param(
+                "mle",
+                "imperfect",
+                &["imperfect", "ground_truth"],
+                "MLE (ground-truth labels) on the imperfect forward (one student pass) or on a \
+                 separate ground-truth forward",
+            ),
             text_param(
                 "dump",
                 "",
@@ -337,6 +376,10 @@ impl Plugin for Kid {
         let dump = p.text("dump")?;
         Ok(Kid {
             alpha: p.f64("alpha")?,
+            mle: match p.text("mle")? {
+                "ground_truth" => Mle::GroundTruth,
+                _ => Mle::Imperfect,
+            },
             strategy,
             sample_fill: p.text("fill")? == "sample",
             mask_only: p.bool("mask_only")?,
@@ -348,46 +391,71 @@ impl Plugin for Kid {
     }
 
     fn data_request(&mut self, _: &StepInfo) -> anyhow::Result<DataRequest> {
-        // The teacher is only needed on the ground truth when there is no imperfect data.
-        Ok(ground_truth(self.on_ground_truth()))
+        if self.on_ground_truth() {
+            // rkd: student (grad) and teacher logits on the ground truth
+            return Ok(ground_truth(true));
+        }
+        // The teacher only runs on the imperfect sequence (`ctx.forward`); the host's student
+        // forward on the ground truth is needed only by `mle=ground_truth`.
+        Ok(DataRequest {
+            source: DataSource::GroundTruth,
+            sampling: sampling(1.0, 0),
+            student_logits: self.mle == Mle::GroundTruth && self.mle_weight > 0.0,
+            teacher_logits: false,
+        })
     }
 
     fn loss(&mut self, ctx: &mut Ctx<'_>) -> anyhow::Result<Tensor> {
         let b = ctx.batch();
-        let s = ctx.student_logits();
-        let div = if self.on_ground_truth() {
+        if self.on_ground_truth() {
+            let s = ctx.student_logits()?;
             let t = ctx.teacher_logits()?;
-            divergence_loss(
+            let div = divergence_loss(
                 Divergence::ReverseKl,
                 &s,
                 &t,
                 &b.loss_mask,
                 b.norm,
                 self.temperature,
-            )?
-        } else {
-            let imp = self.imperfect(ctx, &b, &s)?;
-            let s2 = ctx.forward(Model::Student, &imp.imperfect, &b.attention_mask, true)?;
-            let t2 = ctx.forward(Model::Teacher, &imp.imperfect, &b.attention_mask, false)?;
-            divergence_loss(
-                Divergence::ReverseKl,
-                &s2,
-                &t2,
-                &b.loss_mask,
-                b.norm,
-                self.temperature,
-            )?
-        };
-        if self.mle_weight == 0.0 {
-            return Ok(div);
+            )?;
+            return self.with_mle(div, &s, &b);
         }
-        Ok(div + mle_loss(&s, &b.labels, b.norm, IGNORE)? * self.mle_weight)
+        let gold = if ctx.has_student_logits() {
+            Some(ctx.student_logits()?)
+        } else {
+            None
+        };
+        let imp = self.imperfect(ctx, &b, gold.as_ref())?;
+        // the one student forward/backward on the imperfect sequence, and the teacher's
+        let s2 = ctx.forward(Model::Student, &imp.imperfect, &b.attention_mask, true)?;
+        let t2 = ctx.forward(Model::Teacher, &imp.imperfect, &b.attention_mask, false)?;
+        let div = divergence_loss(
+            Divergence::ReverseKl,
+            &s2,
+            &t2,
+            &b.loss_mask,
+            b.norm,
+            self.temperature,
+        )?;
+        match (self.mle, gold) {
+            (Mle::Imperfect, _) => self.with_mle(div, &s2, &b),
+            (Mle::GroundTruth, Some(s)) => self.with_mle(div, &s, &b),
+            (Mle::GroundTruth, None) => Ok(div), // mle_weight = 0
+        }
     }
 }
 
 impl Kid {
     fn on_ground_truth(&self) -> bool {
         self.vanilla || self.alpha == 0.0
+    }
+
+    /// `div + mle_weight * CE(logits, ground-truth labels)`.
+    fn with_mle(&self, div: Tensor, logits: &Tensor, b: &Batch) -> anyhow::Result<Tensor> {
+        if self.mle_weight == 0.0 {
+            return Ok(div);
+        }
+        Ok(div + mle_loss(logits, &b.labels, b.norm, IGNORE)? * self.mle_weight)
     }
 }
 

@@ -43,8 +43,22 @@ fn gold() -> anyhow::Result<SampledBatch> {
 fn alpha_zero_and_vanilla_equal_rkd_plus_mle_exactly() -> anyhow::Result<()> {
     let g = gold()?;
     for kv in [
-        [("alpha", "0"), ("temperature", "1.5")],
-        [("vanilla", "true"), ("temperature", "1.5")],
+        [("alpha", "0"), ("temperature", "1.5"), ("mle", "imperfect")],
+        [
+            ("alpha", "0"),
+            ("temperature", "1.5"),
+            ("mle", "ground_truth"),
+        ],
+        [
+            ("vanilla", "true"),
+            ("temperature", "1.5"),
+            ("mle", "imperfect"),
+        ],
+        [
+            ("vanilla", "true"),
+            ("temperature", "1.5"),
+            ("mle", "ground_truth"),
+        ],
     ] {
         let m = create(&kv)?;
         let mut host = ToyHost::new(V, 3);
@@ -61,6 +75,10 @@ fn alpha_zero_and_vanilla_equal_rkd_plus_mle_exactly() -> anyhow::Result<()> {
         )? + mle_loss(&s, &g.labels, g.norm_tokens, IGNORE)?;
         assert!(loss.equal(&rkd), "{kv:?}: {loss} vs {rkd}");
         assert!(host.forwards.is_empty());
+        assert_eq!(
+            host.batch_forwards,
+            [(Model::Student, true), (Model::Teacher, false)]
+        );
     }
     Ok(())
 }
@@ -98,14 +116,17 @@ fn imperfect_targets_differ_only_at_masked_target_tokens() -> anyhow::Result<()>
             let mut host = ToyHost::new(V, 5);
             let loss = host.step(&m, &g, step(1), TOK)?;
             loss.backward();
-            assert_eq!(
-                host.forwards,
-                [
-                    (Model::Student, false),
-                    (Model::Student, true),
-                    (Model::Teacher, false)
-                ]
-            );
+            // no forward by the host; hard/easy need the student's entropy on the ground truth
+            assert!(host.batch_forwards.is_empty());
+            let mut want = vec![
+                (Model::Student, false),
+                (Model::Student, true),
+                (Model::Teacher, false),
+            ];
+            if matches!(strategy, "hard" | "easy") {
+                want.insert(0, (Model::Student, false));
+            }
+            assert_eq!(host.forwards, want, "{strategy}");
             let rows = read_dump(&path)?;
             assert_eq!(rows.len(), 3);
             let mut changed = 0;
@@ -163,6 +184,89 @@ fn mask_only_uses_the_masked_sequence_without_a_fill_forward() -> anyhow::Result
     for row in read_dump(&path)? {
         assert_eq!(ints(&row, "masked"), ints(&row, "imperfect"));
     }
+    Ok(())
+}
+
+/// The imperfect ids of the last step's rows, from a dump file, as a `[B, T]` tensor.
+fn dumped_imperfect(path: &std::path::Path, t: usize) -> anyhow::Result<Tensor> {
+    let rows = read_dump(path)?;
+    let mut flat = Vec::new();
+    for r in &rows {
+        let imp = ints(r, "imperfect");
+        anyhow::ensure!(imp.len() == t, "row length");
+        flat.extend(imp);
+    }
+    Ok(Tensor::from_slice(&flat).view([rows.len() as i64, t as i64]))
+}
+
+#[test]
+fn mle_on_the_imperfect_forward_is_one_student_pass() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let g = gold()?;
+    let t = g.input_ids.size()[1] as usize;
+    for (mode, weight) in [
+        ("imperfect", "1"),
+        ("imperfect", "0.5"),
+        ("ground_truth", "1"),
+        ("ground_truth", "0"),
+    ] {
+        let path = dir.path().join(format!("{mode}-{weight}.jsonl"));
+        let ps = path.to_string_lossy().to_string();
+        let m = create(&[
+            ("alpha", "0.4"),
+            ("mle", mode),
+            ("mle_weight", weight),
+            ("temperature", "1.5"),
+            ("dump", &ps),
+        ])?;
+        let req = m.data_request(&step(3))?;
+        let mut host = ToyHost::new(V, 9);
+        let loss = host.step(&m, &g, step(3), TOK)?;
+        let imp = dumped_imperfect(&path, t)?;
+        assert!(!imp.equal(&g.input_ids), "{mode}: some token must change");
+        let s_imp = host.logits(Model::Student, &imp, true);
+        let t_imp = host.logits(Model::Teacher, &imp, false);
+        let rkl = divergence_loss(
+            Divergence::ReverseKl,
+            &s_imp,
+            &t_imp,
+            &g.loss_mask,
+            g.norm_tokens,
+            1.5,
+        )?;
+        let w: f64 = weight.parse()?;
+        // the teacher never runs on the ground truth
+        assert!(!req.teacher_logits);
+        let want = if mode == "imperfect" {
+            // MLE: gold labels on the imperfect sequence's logits; no host forward at all
+            assert!(!req.student_logits);
+            assert!(host.batch_forwards.is_empty());
+            rkl + mle_loss(&s_imp, &g.labels, g.norm_tokens, IGNORE)? * w
+        } else if w > 0.0 {
+            // MLE on the host's ground-truth forward (with grad)
+            assert!(req.student_logits);
+            assert_eq!(host.batch_forwards, [(Model::Student, true)]);
+            let s_gold = host.logits(Model::Student, &g.input_ids, true);
+            rkl + mle_loss(&s_gold, &g.labels, g.norm_tokens, IGNORE)? * w
+        } else {
+            assert!(!req.student_logits);
+            rkl
+        };
+        assert!(
+            loss.allclose(&want, 1e-6, 1e-7, false),
+            "{mode}/{weight}: {loss} vs {want}"
+        );
+        // one student pass with grad, whatever the MLE reading
+        let grads = host
+            .forwards
+            .iter()
+            .filter(|f| *f == &(Model::Student, true));
+        assert_eq!(grads.count(), 1, "{mode}: {:?}", host.forwards);
+        loss.backward();
+        assert!(host.student.grad().abs().sum(Kind::Float).double_value(&[]) > 0.0);
+    }
+    let e = create(&[("mle", "both")]).expect_err("choice").to_string();
+    assert!(e.contains("imperfect|ground_truth"), "{e}");
     Ok(())
 }
 

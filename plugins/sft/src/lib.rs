@@ -22,7 +22,7 @@ impl Plugin for Sft {
 
     fn loss(&mut self, ctx: &mut Ctx<'_>) -> anyhow::Result<Tensor> {
         let b = ctx.batch();
-        Ok(mle_loss(&ctx.student_logits(), &b.labels, b.norm, IGNORE)?)
+        Ok(mle_loss(&ctx.student_logits()?, &b.labels, b.norm, IGNORE)?)
     }
 }
 

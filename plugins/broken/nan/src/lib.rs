@@ -16,7 +16,7 @@ impl Plugin for Nan {
         Ok(Nan)
     }
     fn loss(&mut self, ctx: &mut Ctx<'_>) -> anyhow::Result<tch::Tensor> {
-        Ok(ctx.student_logits().sum(tch::Kind::Float) * f64::NAN)
+        Ok(ctx.student_logits()?.sum(tch::Kind::Float) * f64::NAN)
     }
 }
 

@@ -18,7 +18,7 @@ impl Plugin for Dummy {
         Ok(Dummy)
     }
     fn loss(&mut self, ctx: &mut Ctx<'_>) -> anyhow::Result<tch::Tensor> {
-        Ok(ctx.student_logits().sum(tch::Kind::Float))
+        Ok(ctx.student_logits()?.sum(tch::Kind::Float))
     }
 }
 

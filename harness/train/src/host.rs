@@ -1,0 +1,252 @@
+//! The trainer's side of the plugin boundary: [`TrainHost`] implements
+//! [`kidbench_plugin_host::HostServices`] for the real student and teacher, and times every call.
+//!
+//! - `forward(model, ids, mask, grad)`: the student with grad only when `grad` (else under
+//!   `no_grad`), the teacher always under `no_grad`; inputs are moved to the model's device.
+//! - `sample(model, spec)`: the current micro-batch's prompts (BOS + prompt of each example)
+//!   completed by the batched KV-cache generator (`temperature` 0 is greedy; `top_k` 0 and
+//!   `top_p` 1 are off; stops at the tokenizer's stop ids; `max_new_tokens` from the spec),
+//!   under `no_grad`, seeded from the micro-batch's `StepInfo::seed`, the model and the call's
+//!   index within the micro-batch (reproducible). The result is right padded and laid out like
+//!   [`crate::data::collate`]: `labels`/`loss_mask` cover the generated tokens, the EOS included
+//!   when one was produced, never the prompt.
+//!
+//! `norm_tokens` of a sampled batch: its own generated-target count times
+//! `global examples / micro-batch examples`. With one micro-batch per step (the default) that is
+//! exactly the sampled batch's own target count, so a sampled loss is a per-token mean like a
+//! ground-truth one; with gradient accumulation it estimates the global count from this
+//! micro-batch (the others are not sampled yet), so the sum over micro-batches stays a
+//! per-token mean of the global batch in expectation.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use kidbench_model::{GenerationConfig, Sampling};
+use kidbench_plugin_host::{HostServices, Model, SampleSpec, SampledBatch, SpecialTokens};
+use tch::{Device, Tensor};
+
+use crate::data::{collate, Example};
+use crate::trainer::{CausalLm, Timings};
+
+/// The token ids the host needs: padding, EOS, the mask token (kid) and the generator's stop ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenIds {
+    pub pad: i64,
+    pub eos: i64,
+    /// `-1`: the vocabulary has no mask token.
+    pub mask: i64,
+    /// Generation stops after any of these (EOS first).
+    pub stop: Vec<i64>,
+}
+
+impl TokenIds {
+    /// Only a padding id (EOS and stop ids unknown, no mask): enough for ground-truth methods.
+    pub fn pad_only(pad: i64) -> Self {
+        TokenIds {
+            pad,
+            eos: -1,
+            mask: -1,
+            stop: Vec::new(),
+        }
+    }
+
+    pub fn from_tokenizer(tok: &kidbench_tokenizer::SqlTokenizer) -> Self {
+        TokenIds {
+            pad: tok.pad_id(),
+            eos: tok.eos_id(),
+            mask: tok.mask_id(),
+            stop: tok.stop_ids(),
+        }
+    }
+
+    /// What a plugin sees.
+    pub fn special(&self) -> SpecialTokens {
+        SpecialTokens {
+            pad: self.pad,
+            eos: self.eos,
+            mask: self.mask,
+        }
+    }
+}
+
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// `StepInfo::seed`: a pure function of (run seed, step, micro-batch).
+pub fn step_seed(run_seed: u64, step: u64, micro_batch: u32) -> u64 {
+    splitmix64(splitmix64(splitmix64(run_seed ^ 0x6B69_6462_656E_6368) ^ step) ^ micro_batch as u64)
+}
+
+/// Host services for one training run: the models, the current micro-batch, and the timings.
+pub struct TrainHost<'a> {
+    student: &'a dyn CausalLm,
+    teacher: Option<&'a dyn CausalLm>,
+    tokens: &'a TokenIds,
+    device: Device,
+    /// BOS + prompt of each example of the current micro-batch.
+    prompts: Vec<Vec<i64>>,
+    /// Global-batch examples / micro-batch examples (scales a sampled batch's target count).
+    norm_scale: f64,
+    seed: u64,
+    /// Sampling calls made in the current micro-batch (each gets its own seed).
+    sample_calls: u64,
+    /// Time per part (student, teacher and sampling are filled by the calls here).
+    pub timings: Timings,
+}
+
+impl<'a> TrainHost<'a> {
+    pub fn new(
+        student: &'a dyn CausalLm,
+        teacher: Option<&'a dyn CausalLm>,
+        tokens: &'a TokenIds,
+        device: Device,
+    ) -> Self {
+        TrainHost {
+            student,
+            teacher,
+            tokens,
+            device,
+            prompts: Vec::new(),
+            norm_scale: 1.0,
+            seed: 0,
+            sample_calls: 0,
+            timings: Timings::default(),
+        }
+    }
+
+    /// Makes `examples` the micro-batch that `sample` completes; `global_examples` is the size
+    /// of the whole global batch; `seed` is the micro-batch's `StepInfo::seed`.
+    pub fn set_micro_batch(&mut self, examples: &[&Example], global_examples: usize, seed: u64) {
+        self.prompts = examples
+            .iter()
+            .map(|e| e.input_ids[..e.prompt_len.min(e.input_ids.len())].to_vec())
+            .collect();
+        self.norm_scale = global_examples.max(1) as f64 / examples.len().max(1) as f64;
+        self.seed = seed;
+        self.sample_calls = 0;
+    }
+
+    /// Seconds spent in student, teacher and sampling calls so far.
+    pub fn model_seconds(&self) -> f64 {
+        self.timings.student_forward_backward + self.timings.teacher_forward + self.timings.sampling
+    }
+
+    fn model(&self, model: Model) -> anyhow::Result<&'a dyn CausalLm> {
+        match model {
+            Model::Student => Ok(self.student),
+            Model::Teacher => self
+                .teacher
+                .context("this run has no teacher model (the method asked for the teacher)"),
+        }
+    }
+
+    /// The sampling settings of `spec` as a generator configuration.
+    pub fn generation_config(&self, model: Model, spec: &SampleSpec) -> GenerationConfig {
+        let sampling = if spec.temperature <= 0.0 {
+            Sampling::Greedy
+        } else {
+            Sampling::Sample {
+                temperature: spec.temperature,
+                top_k: (spec.top_k > 0).then_some(spec.top_k as i64),
+                top_p: (spec.top_p < 1.0).then_some(spec.top_p),
+            }
+        };
+        let which = match model {
+            Model::Student => 1u64,
+            Model::Teacher => 2u64,
+        };
+        GenerationConfig {
+            max_new_tokens: spec.max_new_tokens as i64,
+            sampling,
+            eos_token_ids: self.tokens.stop.clone(),
+            pad_token_id: self.tokens.pad,
+            seed: splitmix64(self.seed ^ splitmix64((self.sample_calls << 2) | which)),
+            return_logprobs: false,
+        }
+    }
+}
+
+impl HostServices for TrainHost<'_> {
+    fn forward(
+        &mut self,
+        model: Model,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        grad: bool,
+    ) -> anyhow::Result<Tensor> {
+        anyhow::ensure!(
+            input_ids.dim() == 2 && input_ids.size() == attention_mask.size(),
+            "forward needs input_ids and attention_mask of the same [batch, time] shape, got {:?} and {:?}",
+            input_ids.size(),
+            attention_mask.size()
+        );
+        let m = self.model(model)?;
+        let ids = input_ids.to_device(self.device);
+        let mask = attention_mask.to_device(self.device);
+        let t = Instant::now();
+        let out = if model == Model::Student && grad {
+            m.forward(&ids, &mask)
+        } else {
+            tch::no_grad(|| m.forward(&ids, &mask))
+        }
+        .with_context(|| format!("{model:?} forward"));
+        let s = t.elapsed().as_secs_f64();
+        match model {
+            Model::Student => self.timings.student_forward_backward += s,
+            Model::Teacher => self.timings.teacher_forward += s,
+        }
+        out
+    }
+
+    fn sample(&mut self, model: Model, spec: &SampleSpec) -> anyhow::Result<SampledBatch> {
+        anyhow::ensure!(
+            spec.max_new_tokens >= 1,
+            "sampling needs max_new_tokens >= 1"
+        );
+        anyhow::ensure!(
+            spec.temperature.is_finite() && spec.top_p > 0.0,
+            "bad sampling settings {spec:?}"
+        );
+        anyhow::ensure!(!self.prompts.is_empty(), "no micro-batch to sample for");
+        let m = self.model(model)?;
+        let cfg = self.generation_config(model, spec);
+        self.sample_calls += 1;
+        let t = Instant::now();
+        let out = tch::no_grad(|| m.generate(&self.prompts, &cfg))
+            .with_context(|| format!("sampling from the {model:?}"));
+        self.timings.sampling += t.elapsed().as_secs_f64();
+        let out = out?;
+        anyhow::ensure!(
+            out.tokens.len() == self.prompts.len(),
+            "the generator returned {} sequences for {} prompts",
+            out.tokens.len(),
+            self.prompts.len()
+        );
+        let examples: Vec<Example> = self
+            .prompts
+            .iter()
+            .zip(&out.tokens)
+            .map(|(p, gen)| {
+                let mut ids = p.clone();
+                ids.extend_from_slice(gen);
+                Example {
+                    input_ids: ids,
+                    prompt_len: p.len(),
+                }
+            })
+            .collect();
+        let refs: Vec<&Example> = examples.iter().collect();
+        let b = collate(&refs, self.tokens.pad, self.device)?;
+        Ok(SampledBatch {
+            input_ids: b.input_ids,
+            attention_mask: b.attention_mask,
+            labels: b.labels,
+            loss_mask: b.loss_mask,
+            norm_tokens: (b.target_tokens as f64 * self.norm_scale).max(1.0),
+        })
+    }
+}
