@@ -17,6 +17,7 @@
 //! `ORDER BY ... LIMIT`), and its Spider hardness is computed from the query structure.
 
 mod data;
+mod reskin;
 mod spec;
 mod sql;
 mod templates;
@@ -41,7 +42,7 @@ use crate::templates::{Template, TEMPLATES};
 pub use crate::templates::FAMILIES;
 
 /// Version of the generator. Bump it whenever output for a given seed changes.
-pub const GENERATOR_VERSION: &str = "synth-1";
+pub const GENERATOR_VERSION: &str = "synth-2";
 
 /// Default output directory, relative to the repository root (gitignored).
 pub const DEFAULT_DIR: &str = "databases/synth";
@@ -108,6 +109,10 @@ pub struct SynthConfig {
     pub n_train_target: usize,
     /// Wanted number of dev pairs (spread evenly over the dev databases).
     pub n_dev_target: usize,
+    /// Re-skinned copies of each train database (tables and columns renamed, see `reskin.rs`);
+    /// they share the train pairs with the originals. Dev databases are never re-skinned.
+    #[serde(default)]
+    pub reskins: usize,
 }
 
 impl Default for SynthConfig {
@@ -116,6 +121,7 @@ impl Default for SynthConfig {
             seed: 0,
             n_train_target: 9000,
             n_dev_target: 1100,
+            reskins: 7,
         }
     }
 }
@@ -417,7 +423,20 @@ fn counts(pairs: &[Pair], databases: usize) -> SplitCounts {
 /// `train.json`, `dev.json`, then `manifest.json` (written last, so its presence means the
 /// generation completed).
 pub fn generate(out_dir: &Path, cfg: &SynthConfig) -> Result<Manifest, SynthError> {
-    let specs = spec::parse()?;
+    let mut specs = spec::parse()?;
+    let originals: Vec<spec::DbSpec> = specs
+        .iter()
+        .filter(|s| s.split == Split::Train)
+        .cloned()
+        .collect();
+    for k in 1..=cfg.reskins {
+        for s in &originals {
+            let mut rng = db_rng(cfg.seed, &format!("{}#reskin{k}", s.db_id));
+            // A re-skin that runs out of fresh words is retried with the next stream.
+            let skin = (0..8u64).find_map(|_| reskin::reskin(s, k, &mut rng));
+            specs.extend(skin);
+        }
+    }
     std::fs::create_dir_all(out_dir).map_err(io_err(out_dir))?;
     let manifest_path = out_dir.join("manifest.json");
     if manifest_path.exists() {

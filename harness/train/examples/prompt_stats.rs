@@ -16,7 +16,8 @@ fn main() -> anyhow::Result<()> {
         },
         ..PromptOptions::default()
     };
-    let bench = kidbench_train::bench::open(name, "../shared/data".as_ref(), "databases".as_ref())?;
+    let bench =
+        kidbench_train::bench::open(name, "../shared/data".as_ref(), "databases".as_ref(), false)?;
     let train = kidbench_train::bench::load_split(&bench, Split::Train, None, &opts)?;
     let texts: Vec<&str> = train
         .items

@@ -368,7 +368,9 @@ fn tokenizer(
     if let Some(t) = hf {
         return Ok(t);
     }
-    let key = hash_json(&serde_json::json!({"v": 1, "vocab_size": vocab_size, "data": checksums}));
+    let key = hash_json(
+        &serde_json::json!({"v": 2, "vocab_size": vocab_size, "words": kidbench_tokenizer::WORD_PATTERN, "data": checksums}),
+    );
     let dir = kidbench_home().join("tokenizers").join(&key[..16]);
     if dir.join("tokenizer.json").is_file() {
         return SqlTokenizer::load(&dir)
