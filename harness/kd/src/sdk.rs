@@ -58,6 +58,18 @@ pub fn sampled(source: DataSource, spec: SampleSpec, teacher_logits: bool) -> Da
     }
 }
 
+/// With probability `p` (drawn from the step's random stream 1, so seeded), the micro-batch's
+/// prompts completed by the student with `spec`; otherwise the ground truth. Teacher logits on
+/// either. The on-policy choice of gkd (`p = lambda`) and imitkd (`p` = the student share).
+pub fn student_samples_with_prob(step: &StepInfo, p: f64, spec: SampleSpec) -> DataRequest {
+    use rand::Rng;
+    if p > 0.0 && step_rng(step, 1).random::<f64>() < p {
+        sampled(DataSource::StudentSamples, spec, true)
+    } else {
+        ground_truth(true)
+    }
+}
+
 /// Pure sampling at `temperature` (no top-k/top-p).
 pub fn sampling(temperature: f64, max_new_tokens: u32) -> SampleSpec {
     SampleSpec {

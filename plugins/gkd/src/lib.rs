@@ -3,13 +3,11 @@
 //! otherwise the ground truth is used; the loss is a token divergence (fkl | rkl | jsd(beta))
 //! between student and teacher on those sequences. The paper's main setting is `rkl`.
 
-use kidbench_kd::sdk::api::{DataRequest, DataSource, ParamSpec, StepInfo};
+use kidbench_kd::sdk::api::{DataRequest, ParamSpec, StepInfo};
 use kidbench_kd::sdk::{
-    choice_param, float_param, ground_truth, int_param, sampled, sampling, step_rng, Ctx, Params,
-    Plugin,
+    choice_param, float_param, int_param, sampling, student_samples_with_prob, Ctx, Params, Plugin,
 };
 use kidbench_kd::{divergence_loss, Divergence};
-use rand::Rng;
 use tch::Tensor;
 
 pub struct Gkd {
@@ -74,16 +72,11 @@ impl Plugin for Gkd {
     }
 
     fn data_request(&mut self, step: &StepInfo) -> anyhow::Result<DataRequest> {
-        let on_policy = self.lambda > 0.0 && step_rng(step, 1).random::<f64>() < self.lambda;
-        Ok(if on_policy {
-            sampled(
-                DataSource::StudentSamples,
-                sampling(self.temperature, self.max_new_tokens),
-                true,
-            )
-        } else {
-            ground_truth(true)
-        })
+        Ok(student_samples_with_prob(
+            step,
+            self.lambda,
+            sampling(self.temperature, self.max_new_tokens),
+        ))
     }
 
     fn loss(&mut self, ctx: &mut Ctx<'_>) -> anyhow::Result<Tensor> {
@@ -106,7 +99,9 @@ kidbench_kd::export_plugin!(Gkd);
 mod tests {
     use super::*;
     use kidbench_plugin_host::testing::{collate, ToyHost};
-    use kidbench_plugin_host::{Model, PluginEntry, PluginMethod, SpecialTokens, StepInfo};
+    use kidbench_plugin_host::{
+        DataSource, Model, PluginEntry, PluginMethod, SpecialTokens, StepInfo,
+    };
 
     fn create(kv: &[(&str, &str)]) -> anyhow::Result<PluginMethod> {
         let entry = PluginEntry::from_module(kidbench_plugin_root(), "<linked>".as_ref())?;

@@ -4,13 +4,12 @@
 //! schedule) or `final_share * progress^2` (`schedule=quadratic`), else it is the ground truth.
 //! The mixture is per micro-batch (the host samples whole batches).
 
-use kidbench_kd::sdk::api::{DataRequest, DataSource, ParamSpec, StepInfo};
+use kidbench_kd::sdk::api::{DataRequest, ParamSpec, StepInfo};
 use kidbench_kd::sdk::{
-    choice_param, float_param, ground_truth, int_param, progress, sampled, sampling, step_rng, Ctx,
+    choice_param, float_param, int_param, progress, sampling, student_samples_with_prob, Ctx,
     Params, Plugin,
 };
 use kidbench_kd::{divergence_loss, Divergence};
-use rand::Rng;
 use tch::Tensor;
 
 pub struct ImitKd {
@@ -85,18 +84,11 @@ impl Plugin for ImitKd {
     }
 
     fn data_request(&mut self, step: &StepInfo) -> anyhow::Result<DataRequest> {
-        let share = self.student_share(step);
-        Ok(
-            if share > 0.0 && step_rng(step, 1).random::<f64>() < share {
-                sampled(
-                    DataSource::StudentSamples,
-                    sampling(self.sample_temperature, self.max_new_tokens),
-                    true,
-                )
-            } else {
-                ground_truth(true)
-            },
-        )
+        Ok(student_samples_with_prob(
+            step,
+            self.student_share(step),
+            sampling(self.sample_temperature, self.max_new_tokens),
+        ))
     }
 
     fn loss(&mut self, ctx: &mut Ctx<'_>) -> anyhow::Result<Tensor> {
@@ -119,7 +111,7 @@ kidbench_kd::export_plugin!(ImitKd);
 mod tests {
     use super::*;
     use kidbench_plugin_host::testing::{collate, ToyHost};
-    use kidbench_plugin_host::{Model, PluginEntry, SpecialTokens};
+    use kidbench_plugin_host::{DataSource, Model, PluginEntry, SpecialTokens};
 
     #[test]
     fn student_share_grows_over_training() -> anyhow::Result<()> {
