@@ -16,6 +16,7 @@ pub mod hardness;
 pub mod normalize;
 pub mod prompt;
 pub mod schema;
+pub mod spaced;
 pub mod value;
 
 pub use value::{ResultSet, Value};

@@ -84,6 +84,41 @@ pub enum PromptStyle {
     /// <question>
     /// ```
     Compact,
+    /// The compact layout written so that every table name, column name and value is preceded
+    /// by a space wherever it appears (`table book : ...`, `book . author_id`), for targets in
+    /// the spaced SQL layout of [`crate::spaced`]: a name is then the same tokens in the prompt
+    /// and in the SQL.
+    ///
+    /// ```text
+    /// schema :
+    /// table book : book_id title author_id ( author ) pages ( number of pages )
+    /// keys : book . author_id = author . author_id
+    /// matched : member . name ( Daniel )
+    /// <question>
+    /// ```
+    Spaced,
+}
+
+impl PromptStyle {
+    /// Whether targets are written in the spaced SQL layout ([`crate::spaced::space_sql`]) and
+    /// predictions must be turned back with [`crate::spaced::unspace_sql`].
+    pub fn spaced_sql(self) -> bool {
+        self == PromptStyle::Spaced
+    }
+
+    /// The compact family (one line per table, no types).
+    fn compact(self) -> bool {
+        matches!(self, PromptStyle::Compact | PromptStyle::Spaced)
+    }
+
+    /// `table.column` as this layout writes it.
+    fn qualified(self, table: &str, column: &str) -> String {
+        if self.spaced_sql() {
+            format!("{table} . {column}")
+        } else {
+            format!("{table}.{column}")
+        }
+    }
 }
 
 impl Default for PromptOptions {
@@ -102,7 +137,8 @@ impl Default for PromptOptions {
 /// A column's values matched by a question: `table.column ( v1 , v2 )`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MatchedColumn {
-    /// `table.column`, lower-cased (and back-quoted when the name has special characters).
+    /// `table.column` (`table . column` in the [`PromptStyle::Spaced`] layout), lower-cased (and
+    /// back-quoted when the name has special characters).
     pub column: String,
     /// Matched database values, original spelling, best match first.
     pub values: Vec<String>,
@@ -162,7 +198,8 @@ impl DatabasePrompter {
             fuzzy: HashMap::new(),
             warnings: Vec::new(),
         };
-        let compact = prompter.options.style == PromptStyle::Compact;
+        let style = prompter.options.style;
+        let compact = style.compact();
         let mut text = String::from(if compact {
             "schema :\n"
         } else {
@@ -187,7 +224,7 @@ impl DatabasePrompter {
                         .iter()
                         .find(|c| c.name.eq_ignore_ascii_case(&column.name))
                 });
-                let qualified = format!("{tname}.{}", display_name(&column.name));
+                let qualified = style.qualified(&tname, &display_name(&column.name));
                 let ty = sqlite_col
                     .and_then(|c| c.declared_type.as_deref())
                     .filter(|t| !t.is_empty())
@@ -233,7 +270,9 @@ impl DatabasePrompter {
                     (false, _) => format!("{qualified} ( {} )", parts.join(" | ")),
                 });
             }
-            if compact {
+            if style.spaced_sql() {
+                let _ = writeln!(text, "table {tname} : {}", cols.join(" "));
+            } else if compact {
                 let _ = writeln!(text, "{tname} : {}", cols.join(" "));
             } else {
                 let _ = writeln!(text, "table {tname} , columns = [ {} ]", cols.join(" , "));
@@ -250,11 +289,7 @@ impl DatabasePrompter {
             let name = |r: ColumnRef| {
                 let t = schema.tables.get(r.table)?;
                 let c = t.columns.get(r.column)?;
-                Some(format!(
-                    "{}.{}",
-                    display_name(&t.name),
-                    display_name(&c.name)
-                ))
+                Some(style.qualified(&display_name(&t.name), &display_name(&c.name)))
             };
             match (name(fk.from), name(fk.to)) {
                 (Some(a), Some(b)) if compact => keys.push(format!("{a} = {b}")),
@@ -312,7 +347,7 @@ impl DatabasePrompter {
         let matched = self.matched_contents(question);
         let mut out = String::with_capacity(self.schema_text.len() + 256);
         out.push_str(&self.schema_text);
-        if self.options.style == PromptStyle::Compact {
+        if self.options.style.compact() {
             if !matched.is_empty() {
                 let cols: Vec<String> = matched
                     .iter()

@@ -390,3 +390,43 @@ fn missing_database_names_the_path() {
     };
     assert!(err.to_string().contains("/nonexistent/x.sqlite"), "{err}");
 }
+
+/// The spaced layout round-trips every Spider dev query (same tokens and literal values), and
+/// in the spaced prompt every table and column name follows a space, as it does in spaced SQL.
+#[test]
+fn spaced_layout_round_trips_spider_dev_and_names_follow_spaces() {
+    use kidbench_sql::prompt::PromptStyle;
+    use kidbench_sql::spaced::{lex, space_sql, unspace_sql};
+    let spider = spider_dir();
+    for q in dev(&spider) {
+        let sql = q["query"].as_str().expect("query");
+        let spaced = space_sql(sql);
+        assert_eq!(lex(&unspace_sql(&spaced)), lex(sql), "{sql}");
+        assert_eq!(lex(&spaced).len(), lex(sql).len(), "{sql}");
+    }
+    let all = schemas(&spider);
+    let schema = &all["concert_singer"];
+    let opts = PromptOptions {
+        sample_values: 0,
+        style: PromptStyle::Spaced,
+        ..PromptOptions::default()
+    };
+    let p = DatabasePrompter::new(db_path(&spider, "concert_singer"), schema, opts)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = p.prompt("How many singers are from France?");
+    for t in &schema.tables {
+        assert!(
+            text.contains(&format!(" {} ", t.name.to_lowercase())),
+            "{}\n{text}",
+            t.name
+        );
+        for c in &t.columns {
+            let name = c.name.to_lowercase();
+            assert!(
+                text.contains(&format!(" {name} ")) || text.contains(&format!(" {name}\n")),
+                "{name}\n{text}"
+            );
+        }
+    }
+    assert!(text.contains(" . "), "{text}");
+}

@@ -344,6 +344,7 @@ fn progress_bar(len: usize, label: &str, quiet: bool) -> indicatif::ProgressBar 
 fn tokenizer(
     models: &[&Resolved],
     train: &SplitData,
+    prompt_options: &PromptOptions,
     checksums: &BTreeMap<String, String>,
     vocab_size: usize,
 ) -> anyhow::Result<SqlTokenizer> {
@@ -376,15 +377,39 @@ fn tokenizer(
         return SqlTokenizer::load(&dir)
             .with_context(|| format!("loading the cached tokenizer {}", dir.display()));
     }
+    let targets: Vec<String> = train
+        .items
+        .iter()
+        .map(|it| target_text(prompt_options, &it.gold))
+        .collect();
     let mut texts: Vec<&str> = Vec::new();
-    for it in &train.items {
+    for (it, target) in train.items.iter().zip(&targets) {
         texts.push(&it.prompt);
-        texts.push(&it.gold);
+        texts.push(target);
     }
     let tok = SqlTokenizer::train(texts, vocab_size).context("training the BPE tokenizer")?;
     tok.save(&dir)
         .with_context(|| format!("saving the tokenizer to {}", dir.display()))?;
     Ok(tok)
+}
+
+/// The text a model learns to emit for a gold query: the query itself, or its spaced layout
+/// when the prompt style asks for it ([`kidbench_sql::spaced`]).
+pub fn target_text(opts: &PromptOptions, gold: &str) -> String {
+    if opts.style.spaced_sql() {
+        kidbench_sql::spaced::space_sql(gold)
+    } else {
+        gold.to_string()
+    }
+}
+
+/// The SQL to execute for a model's output (the inverse of [`target_text`]).
+pub fn prediction_sql(opts: &PromptOptions, output: &str) -> String {
+    if opts.style.spaced_sql() {
+        kidbench_sql::spaced::unspace_sql(output)
+    } else {
+        output.to_string()
+    }
 }
 
 /// The CodeS prompt for named models; for from-scratch models the compact layout without sample
@@ -394,7 +419,7 @@ fn prompt_options(models: &[&Resolved]) -> PromptOptions {
     if models.iter().all(|m| matches!(m, Resolved::Scratch(_))) {
         PromptOptions {
             sample_values: 0,
-            style: kidbench_sql::prompt::PromptStyle::Compact,
+            style: kidbench_sql::prompt::PromptStyle::Spaced,
             ..PromptOptions::default()
         }
     } else {
@@ -430,7 +455,13 @@ fn setup(common: &CommonArgs, models: &[&Resolved]) -> anyhow::Result<Setup> {
     if let Some(n) = common.max_train {
         train_checksums.insert("max_train".into(), n.to_string());
     }
-    let tok = tokenizer(models, &train, &train_checksums, common.vocab_size)?;
+    let tok = tokenizer(
+        models,
+        &train,
+        &prompt_options,
+        &train_checksums,
+        common.vocab_size,
+    )?;
     Ok(Setup {
         bench,
         prompt_options,
@@ -452,7 +483,7 @@ fn encode_train(setup: &Setup, preset: &Resolved) -> anyhow::Result<Vec<Example>
                 .tok
                 .encode_pair(
                     &it.prompt,
-                    &it.gold,
+                    &target_text(&setup.prompt_options, &it.gold),
                     p.max_prompt_tokens(),
                     p.max_target_tokens(),
                 )
@@ -605,9 +636,8 @@ struct Scored {
 fn score(
     name: &str,
     lm: &Lm,
-    tok: &SqlTokenizer,
+    setup: &Setup,
     preset: &Resolved,
-    bench: &Benchmark,
     dev: &SplitData,
     hardness: &[Option<String>],
     suite: Option<&Suite>,
@@ -619,7 +649,9 @@ fn score(
         .items
         .iter()
         .map(|it| {
-            tok.encode_prompt(&it.prompt, p.max_prompt_tokens())
+            setup
+                .tok
+                .encode_prompt(&it.prompt, p.max_prompt_tokens())
                 .map(|e| e.input_ids)
                 .with_context(|| format!("encoding dev question {}", it.index))
         })
@@ -631,17 +663,22 @@ fn score(
     );
     let g = lm::generate_sql(
         &lm.model,
-        tok,
+        &setup.tok,
         &prompts,
         args.gen_batch_size,
         p.max_target_tokens() as i64,
         Some(&bar),
     )?;
     bar.finish_and_clear();
+    let sql: Vec<String> = g
+        .sql
+        .iter()
+        .map(|out| prediction_sql(&setup.prompt_options, out))
+        .collect();
     let pairs: Vec<Pair> = dev
         .items
         .iter()
-        .zip(&g.sql)
+        .zip(&sql)
         .map(|(it, pred)| Pair {
             id: it.index.to_string(),
             db_id: it.db_id.clone(),
@@ -650,7 +687,7 @@ fn score(
         })
         .collect();
     let opts = EvalOptions {
-        mode: match bench.spec.compare {
+        mode: match setup.bench.spec.compare {
             kidbench_sql::benchmark::CompareMode::TestSuite => {
                 kidbench_sql::compare::CompareMode::TestSuite
             }
@@ -694,7 +731,7 @@ fn score(
             train_seconds,
             generate_seconds: g.seconds,
         },
-        predictions: g.sql,
+        predictions: sql,
         verdicts,
         summary,
         ts,
@@ -1187,9 +1224,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<RunSummary> {
     let t_scored = score(
         "teacher",
         &teacher.lm,
-        &setup.tok,
+        &setup,
         &teacher_res,
-        &setup.bench,
         &dev,
         &hardness,
         suite.as_ref(),
@@ -1241,9 +1277,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<RunSummary> {
                 let s = score(
                     &spec.label,
                     &student,
-                    &setup.tok,
+                    &setup,
                     &student_res,
-                    &setup.bench,
                     &dev,
                     &hardness,
                     suite.as_ref(),
