@@ -42,7 +42,7 @@ use crate::templates::{Template, TEMPLATES};
 pub use crate::templates::FAMILIES;
 
 /// Version of the generator. Bump it whenever output for a given seed changes.
-pub const GENERATOR_VERSION: &str = "synth-2";
+pub const GENERATOR_VERSION: &str = "synth-3";
 
 /// Default output directory, relative to the repository root (gitignored).
 pub const DEFAULT_DIR: &str = "databases/synth";
@@ -119,9 +119,9 @@ impl Default for SynthConfig {
     fn default() -> Self {
         SynthConfig {
             seed: 0,
-            n_train_target: 9000,
+            n_train_target: 24000,
             n_dev_target: 1100,
-            reskins: 7,
+            reskins: 40,
         }
     }
 }
@@ -429,11 +429,12 @@ pub fn generate(out_dir: &Path, cfg: &SynthConfig) -> Result<Manifest, SynthErro
         .filter(|s| s.split == Split::Train)
         .cloned()
         .collect();
+    let shared = reskin::SharedWords::of_dev(&specs);
     for k in 1..=cfg.reskins {
         for s in &originals {
             let mut rng = db_rng(cfg.seed, &format!("{}#reskin{k}", s.db_id));
             // A re-skin that runs out of fresh words is retried with the next stream.
-            let skin = (0..8u64).find_map(|_| reskin::reskin(s, k, &mut rng));
+            let skin = (0..8u64).find_map(|_| reskin::reskin(s, k, &shared, &mut rng));
             specs.extend(skin);
         }
     }
@@ -466,6 +467,20 @@ pub fn generate(out_dir: &Path, cfg: &SynthConfig) -> Result<Manifest, SynthErro
             build_db(s, out_dir, cfg.seed, target)
         })
         .collect::<Result<Vec<_>, _>>()?;
+
+    // A re-skin may name a table like a dev table (`painter`), and then a generic template asks
+    // a dev question word for word ("How many painters are there?"); such train pairs are
+    // dropped so that no dev question is seen in training.
+    let mut outs = outs;
+    let dev_questions: HashSet<String> = outs
+        .iter()
+        .filter(|o| o.split == Split::Dev)
+        .flat_map(|o| o.pairs.iter().map(|p| p.question.to_lowercase()))
+        .collect();
+    for o in outs.iter_mut().filter(|o| o.split == Split::Train) {
+        o.pairs
+            .retain(|p| !dev_questions.contains(&p.question.to_lowercase()));
+    }
 
     let schemas: Vec<&SpiderSchema> = outs.iter().map(|o| &o.schema).collect();
     write_json(&out_dir.join("tables.json"), &schemas)?;

@@ -274,6 +274,59 @@ const DATE_WORDS: &[&str] = &[
     "visit",
 ];
 
+/// Words the re-skinner draws from besides its own pools: the table and column names of the
+/// dev schemas. A pretrained model knows the English words of an unseen Spider database; a
+/// model trained from scratch knows only the words of its training data, so the re-skins use
+/// the dev schemas' words (in train domains, never with the dev structure, questions or data).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SharedWords {
+    /// Table names (`record_label`).
+    pub tables: Vec<String>,
+    /// Non-key column names with their natural names (`year_created`, `year created`).
+    pub columns: Vec<(String, String)>,
+}
+
+impl SharedWords {
+    /// The words of the dev schemas among `specs`.
+    pub(crate) fn of_dev(specs: &[DbSpec]) -> Self {
+        let mut w = SharedWords::default();
+        for s in specs.iter().filter(|s| s.split == Split::Dev) {
+            for t in &s.tables {
+                if !w.tables.contains(&t.name) && !TABLE_NOUNS.contains(&t.name.as_str()) {
+                    w.tables.push(t.name.clone());
+                }
+                for c in &t.columns {
+                    let keyish = matches!(c.kind, Kind::Pk | Kind::Fk(_) | Kind::Person);
+                    if !keyish
+                        && c.name != "name"
+                        && !w.columns.iter().any(|(n, _)| n == &c.name)
+                        && !COLUMN_WORDS.contains(&c.name.as_str())
+                    {
+                        w.columns.push((c.name.clone(), c.natural.clone()));
+                    }
+                }
+            }
+        }
+        w
+    }
+}
+
+/// A fresh table noun: a pool word or a shared word.
+fn fresh_noun(used: &[String], shared: &SharedWords, rng: &mut impl Rng) -> Option<String> {
+    let n = TABLE_NOUNS.len() + shared.tables.len();
+    for _ in 0..64 {
+        let i = rng.random_range(0..n);
+        let w = match TABLE_NOUNS.get(i) {
+            Some(w) => w.to_string(),
+            None => shared.tables[i - TABLE_NOUNS.len()].clone(),
+        };
+        if !used.contains(&w) {
+            return Some(w);
+        }
+    }
+    fresh(TABLE_NOUNS, used, rng).map(str::to_string)
+}
+
 fn fresh<'a>(pool: &[&'a str], used: &[String], rng: &mut impl Rng) -> Option<&'a str> {
     for _ in 0..64 {
         let w = *pool.choose(rng)?;
@@ -285,7 +338,13 @@ fn fresh<'a>(pool: &[&'a str], used: &[String], rng: &mut impl Rng) -> Option<&'
 }
 
 /// A new column name and natural name for a non-key column of `kind`.
-fn column_name(kind: &Kind, used: &[String], rng: &mut impl Rng) -> Option<(String, String)> {
+fn column_name(
+    kind: &Kind,
+    used: &[String],
+    shared: &SharedWords,
+    rng: &mut impl Rng,
+) -> Option<(String, String)> {
+    let share = shared.columns.len() as f64 / (shared.columns.len() + COLUMN_WORDS.len()) as f64;
     for _ in 0..64 {
         let (name, natural) = match kind {
             // Label columns keep the words questions use for them ("name", "title").
@@ -294,6 +353,7 @@ fn column_name(kind: &Kind, used: &[String], rng: &mut impl Rng) -> Option<(Stri
                 let w = DATE_WORDS.choose(rng)?;
                 (format!("{w}_date"), format!("{w} date"))
             }
+            _ if rng.random_bool(share) => shared.columns.choose(rng)?.clone(),
             _ if rng.random_bool(0.4) => {
                 let q = QUALIFIERS.choose(rng)?;
                 let w = COLUMN_WORDS.choose(rng)?;
@@ -317,17 +377,22 @@ fn column_name(kind: &Kind, used: &[String], rng: &mut impl Rng) -> Option<(Stri
 
 /// `spec` (a train database) with every table and column renamed; `k` numbers the re-skin.
 /// The new database id is `<db_id>_r<k>`. Returns `None` when a pool ran out of fresh words.
-pub(crate) fn reskin(spec: &DbSpec, k: usize, rng: &mut impl Rng) -> Option<DbSpec> {
+pub(crate) fn reskin(
+    spec: &DbSpec,
+    k: usize,
+    shared: &SharedWords,
+    rng: &mut impl Rng,
+) -> Option<DbSpec> {
     debug_assert_eq!(spec.split, Split::Train);
     let mut used_tables: Vec<String> = Vec::new();
     let mut tables: Vec<TableSpec> = Vec::with_capacity(spec.tables.len());
     for t in &spec.tables {
-        let noun = fresh(TABLE_NOUNS, &used_tables, rng)?;
-        used_tables.push(noun.to_string());
+        let noun = fresh_noun(&used_tables, shared, rng)?;
+        used_tables.push(noun.clone());
         tables.push(TableSpec {
-            name: noun.to_string(),
+            name: noun.clone(),
             singular: noun.replace('_', " "),
-            plural: crate::templates::plural(noun),
+            plural: crate::templates::plural(&noun),
             rows: t.rows,
             columns: Vec::new(),
         });
@@ -354,11 +419,11 @@ pub(crate) fn reskin(spec: &DbSpec, k: usize, rng: &mut impl Rng) -> Option<DbSp
                         // a role (`lead_id` -> developer): a new role noun
                         let mut taken = used_tables.clone();
                         taken.extend(used.iter().cloned());
-                        let role = fresh(TABLE_NOUNS, &taken, rng)?;
-                        (format!("{role}_id"), role.to_string())
+                        let role = fresh_noun(&taken, shared, rng)?;
+                        (format!("{role}_id"), role)
                     }
                 }
-                kind => column_name(kind, &used, rng)?,
+                kind => column_name(kind, &used, shared, rng)?,
             };
             if used.contains(&name) {
                 return None;
@@ -390,7 +455,8 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         let mut skins = 0;
         for s in specs.iter().filter(|s| s.split == Split::Train) {
-            let r = reskin(s, 2, &mut rng).expect("word pools are large enough");
+            let shared = SharedWords::of_dev(&specs);
+            let r = reskin(s, 2, &shared, &mut rng).expect("word pools are large enough");
             skins += 1;
             assert_eq!(r.db_id, format!("{}_r2", s.db_id));
             assert_eq!(r.tables.len(), s.tables.len());

@@ -150,6 +150,51 @@ fn split_by_database() {
     );
 }
 
+/// The re-skins borrow the dev schemas' words (a from-scratch model's only way to know them),
+/// never a dev schema itself or a dev question.
+#[test]
+fn dev_words_reach_train_but_dev_schemas_and_questions_do_not() {
+    let dev_ids: BTreeSet<String> = pairs("dev").into_iter().map(|p| p.db_id).collect();
+    let tables = |s: &SpiderSchema| -> BTreeSet<String> {
+        s.table_names_original
+            .iter()
+            .map(|t| t.to_lowercase())
+            .collect()
+    };
+    let (dev, train): (Vec<SpiderSchema>, Vec<SpiderSchema>) = schemas()
+        .into_iter()
+        .partition(|s| dev_ids.contains(&s.db_id));
+    let train_tables: BTreeSet<String> = train.iter().flat_map(tables).collect();
+    let missing: Vec<String> = dev
+        .iter()
+        .flat_map(tables)
+        .filter(|t| !train_tables.contains(t))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "dev table names never used in train: {missing:?}"
+    );
+    for d in &dev {
+        for t in &train {
+            assert_ne!(
+                tables(d),
+                tables(t),
+                "train {} copies dev {}",
+                t.db_id,
+                d.db_id
+            );
+        }
+    }
+    let train_q: HashSet<String> = pairs("train").into_iter().map(|p| p.question).collect();
+    for p in pairs("dev") {
+        assert!(
+            !train_q.contains(&p.question),
+            "dev question in train: {}",
+            p.question
+        );
+    }
+}
+
 #[test]
 fn no_duplicate_questions() {
     let mut seen = HashSet::new();
