@@ -172,11 +172,7 @@ pub fn masked_loss(per_token: &Tensor, mask: &Tensor, norm: f64) -> Result<Tenso
             mask.size()
         )));
     }
-    if !(norm > 0.0 && norm.is_finite()) {
-        return Err(KdError::Invalid(format!(
-            "the normalizer (global target tokens) must be > 0, got {norm}"
-        )));
-    }
+    check_norm(norm)?;
     let keep = mask.to_device(per_token.device()).ne(0.0);
     Ok(per_token
         .where_scalarother(&keep, 0.0)
@@ -184,7 +180,34 @@ pub fn masked_loss(per_token: &Tensor, mask: &Tensor, norm: f64) -> Result<Tenso
         / norm)
 }
 
-/// A divergence over the target tokens, normalized by `norm`.
+/// The flat row indices (into `[B·T]`) where `mask` `[B, T]` is nonzero, on `device`.
+fn kept_rows(mask: &Tensor, device: tch::Device) -> Tensor {
+    mask.to_device(device)
+        .ne(0.0)
+        .reshape([-1])
+        .nonzero()
+        .squeeze_dim(1)
+}
+
+/// Rows `idx` of `[B, T, V]` logits, as `[1, N, V]`.
+fn select_rows(logits: &Tensor, idx: &Tensor) -> Tensor {
+    let v = logits.size()[2];
+    logits.reshape([-1, v]).index_select(0, idx).unsqueeze(0)
+}
+
+fn check_norm(norm: f64) -> Result<(), KdError> {
+    if norm > 0.0 && norm.is_finite() {
+        Ok(())
+    } else {
+        Err(KdError::Invalid(format!(
+            "the normalizer (global target tokens) must be > 0, got {norm}"
+        )))
+    }
+}
+
+/// A divergence over the target tokens, normalized by `norm`: the same value as
+/// `masked_loss(token_divergence(..), mask, norm)`, computed on the masked rows only (the
+/// prompt and padding rows, most of a batch, never reach the softmaxes).
 pub fn divergence_loss(
     div: Divergence,
     student: &Tensor,
@@ -193,11 +216,23 @@ pub fn divergence_loss(
     norm: f64,
     temperature: f64,
 ) -> Result<Tensor, KdError> {
-    masked_loss(
-        &token_divergence(div, student, teacher, temperature)?,
-        mask,
-        norm,
-    )
+    check_pair(student, teacher)?;
+    let s = student.size();
+    if mask.size() != s[..2] {
+        return Err(KdError::Shape(format!(
+            "mask {:?} does not match logits {s:?}",
+            mask.size()
+        )));
+    }
+    check_norm(norm)?;
+    let idx = kept_rows(mask, student.device());
+    let per_token = token_divergence(
+        div,
+        &select_rows(student, &idx),
+        &select_rows(&teacher.to_device(student.device()), &idx),
+        temperature,
+    )?;
+    Ok(per_token.sum(per_token.kind()) / norm)
 }
 
 /// Summed token cross-entropy (MLE) over positions whose label is not `ignore`, divided by `norm`.
@@ -222,19 +257,14 @@ pub fn mle_loss(
             labels.size()
         )));
     }
-    if !(norm > 0.0 && norm.is_finite()) {
-        return Err(KdError::Invalid(format!(
-            "the normalizer (global target tokens) must be > 0, got {norm}"
-        )));
-    }
-    let lp = upcast(logits)
-        .view([b * t, v])
-        .log_softmax(-1, None::<Kind>);
-    let labels = labels.view([b * t]).to_device(lp.device());
-    let keep = labels.ne(ignore);
-    let safe = labels.where_scalarother(&keep, 0);
-    let nll = -lp.gather(1, &safe.unsqueeze(1), false).squeeze_dim(1);
-    Ok(nll.where_scalarother(&keep, 0.0).sum(nll.kind()) / norm)
+    check_norm(norm)?;
+    let labels = labels.view([b * t]).to_device(logits.device());
+    let idx = labels.ne(ignore).nonzero().squeeze_dim(1);
+    let lp =
+        upcast(&logits.reshape([b * t, v]).index_select(0, &idx)).log_softmax(-1, None::<Kind>);
+    let picked = labels.index_select(0, &idx);
+    let nll = -lp.gather(1, &picked.unsqueeze(1), false).squeeze_dim(1);
+    Ok(nll.sum(nll.kind()) / norm)
 }
 
 /// Entropy (nats) of the distribution at each position, `[B, T]`.
