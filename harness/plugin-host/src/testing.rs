@@ -3,7 +3,7 @@
 //! deterministic, and (for the student) differentiable.
 
 use anyhow::Context;
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 use crate::{
     BatchTensors, DataSource, HostServices, LossInput, Model, PluginError, PluginMethod,
@@ -51,6 +51,25 @@ pub fn collate(examples: &[(Vec<i64>, usize)], pad: i64) -> anyhow::Result<Sampl
     })
 }
 
+/// A `[vocab, vocab]` table of pseudo-random values in `[-scale·√3, scale·√3]` (unit variance
+/// times `scale`) from `seed` alone. Not torch's global generator: tests run in parallel
+/// threads and would otherwise draw from one shared stream in any order.
+fn toy_table(vocab: i64, seed: u64, scale: f64) -> Tensor {
+    let mut z = seed.wrapping_add(0x2545_f491_4f6c_dd1d);
+    let values: Vec<f32> = (0..vocab * vocab)
+        .map(|_| {
+            z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut x = z;
+            x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            x ^= x >> 31;
+            let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+            ((u * 2.0 - 1.0) * 3f64.sqrt() * scale) as f32
+        })
+        .collect();
+    Tensor::from_slice(&values).view([vocab, vocab])
+}
+
 /// Two lookup-table "models" over a vocabulary of `vocab` tokens.
 pub struct ToyHost {
     pub student: Tensor,
@@ -67,11 +86,9 @@ pub struct ToyHost {
 
 impl ToyHost {
     pub fn new(vocab: i64, seed: i64) -> Self {
-        tch::manual_seed(seed);
-        let opts = (Kind::Float, Device::Cpu);
         ToyHost {
-            student: Tensor::randn([vocab, vocab], opts).set_requires_grad(true),
-            teacher: Tensor::randn([vocab, vocab], opts) * 2.0,
+            student: toy_table(vocab, seed as u64, 1.0).set_requires_grad(true),
+            teacher: toy_table(vocab, seed as u64 ^ 0x9e37_79b9, 2.0),
             student_samples: None,
             teacher_samples: None,
             forwards: Vec::new(),
