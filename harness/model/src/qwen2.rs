@@ -817,6 +817,30 @@ impl Qwen2ForCausalLM {
         self.logits(&h.f_select(1, t - 1)?)
     }
 
+    /// Logits `[B, T, V]` fp32 computed by the LM head only where `rows` `[B, T]` is nonzero;
+    /// every other row is 0. The same values as [`forward`](Self::forward) on those rows, for a
+    /// fraction of the LM head's cost when most positions are prompt (training losses only read
+    /// the target rows).
+    pub fn forward_rows(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        rows: &Tensor,
+    ) -> Result<Tensor> {
+        let h = self.hidden(input_ids, attention_mask, None)?;
+        let (b, t, d) = h.size3()?;
+        let idx = rows
+            .f_to_device(h.device())?
+            .f_ne(0)?
+            .f_reshape([-1])?
+            .f_nonzero()?
+            .f_squeeze_dim(1)?;
+        let picked = self.logits(&h.f_reshape([b * t, d])?.f_index_select(0, &idx)?)?;
+        let v = picked.size2()?.1;
+        let full = Tensor::f_zeros([b * t, v], (Kind::Float, h.device()))?;
+        Ok(full.f_index_copy(0, &idx, &picked)?.f_reshape([b, t, v])?)
+    }
+
     /// Final-norm hidden states `[B, T, D]` in the parameter kind.
     pub fn hidden_states(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
         self.hidden(input_ids, attention_mask, None)

@@ -52,6 +52,35 @@ fn left_padded_rows_equal_unpadded_rows() {
     }
 }
 
+/// `forward_rows` equals `forward` on the chosen rows, is 0 on the others, and the gradient
+/// reaches the parameters through the chosen rows.
+#[test]
+fn forward_rows_equals_forward_on_chosen_rows() {
+    let m = qwen();
+    let (ids, mask, _) = reference("tiny-qwen2");
+    let full = tch::no_grad(|| m.model.forward(&ids, &mask)).unwrap();
+    let (b, t) = ids.size2().unwrap();
+    let rows = Tensor::rand([b, t], (Kind::Float, tch::Device::Cpu)).gt(0.5);
+    let part = m.model.forward_rows(&ids, &mask, &rows).unwrap();
+    assert_eq!(part.size(), full.size());
+    let keep = rows.unsqueeze(-1).to_kind(Kind::Float);
+    let d = max_diff(&(&full * &keep), &part.detach());
+    assert!(d < 1e-5, "chosen rows differ by {d}");
+    let outside = (part.detach() * (keep.ones_like() - &keep))
+        .abs()
+        .max()
+        .double_value(&[]);
+    assert_eq!(outside, 0.0);
+    part.sum(Kind::Float).backward();
+    let grads: f64 = m
+        .model
+        .named_parameters()
+        .iter()
+        .map(|(_, p)| p.grad().abs().sum(Kind::Float).double_value(&[]))
+        .sum();
+    assert!(grads > 0.0 && grads.is_finite(), "{grads}");
+}
+
 #[test]
 fn cached_forward_equals_full_forward() {
     let m = qwen();

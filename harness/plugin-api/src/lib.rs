@@ -33,7 +33,9 @@ use abi_stable::StableAbi;
 /// - 1: first version.
 /// - 2: `DataRequest::student_logits` (the host runs the student forward on the batch only when
 ///   asked) and `HostCtx::student_logits` is optional.
-pub const ABI_VERSION: u32 = 2;
+/// - 3: `HostCtx::student_logits` / `teacher_logits` are exact only on the batch's loss rows
+///   (`loss_mask != 0`) and 0 elsewhere (the host skips the LM head on prompt and padding).
+pub const ABI_VERSION: u32 = 3;
 /// The tch version plugins and host are built with (pinned exactly in the workspace).
 pub const TCH_VERSION: &str = "0.24.0";
 /// `$LIBTORCH/build-version` at build time, e.g. `2.11.0+cpu`.
@@ -170,8 +172,10 @@ pub type BatchOwned = BatchOf<TensorOwned>;
 pub struct HostCtx {
     pub batch: BatchRef,
     /// Student logits on `batch`, with grad, when requested (`DataRequest::student_logits`).
+    /// Exact on the loss rows (`batch.loss_mask != 0`), 0 on every other row: a method that
+    /// needs prompt positions runs its own forward (`forward`), which computes every row.
     pub student_logits: ROption<TensorRef>,
-    /// Teacher logits on `batch` (no grad), when requested.
+    /// Teacher logits on `batch` (no grad), when requested; loss rows only, as above.
     pub teacher_logits: ROption<TensorRef>,
     pub step: StepInfo,
     pub tokens: SpecialTokens,

@@ -133,12 +133,14 @@ impl ToyHost {
                 sampled.view()
             }
         };
+        // ABI v3: the host's batch logits are exact on loss rows and 0 elsewhere.
+        let rows = batch.loss_mask.ne(0.0).to_kind(Kind::Float).unsqueeze(-1);
         let student_logits = req
             .student_logits
-            .then(|| self.logits(Model::Student, batch.input_ids, true));
+            .then(|| self.logits(Model::Student, batch.input_ids, true) * &rows);
         let teacher_logits = req
             .teacher_logits
-            .then(|| self.logits(Model::Teacher, batch.input_ids, false));
+            .then(|| self.logits(Model::Teacher, batch.input_ids, false) * &rows);
         if req.student_logits {
             self.batch_forwards.push((Model::Student, true));
         }

@@ -22,7 +22,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 use kidbench_model::{GenerationConfig, Sampling};
-use kidbench_plugin_host::{HostServices, Model, SampleSpec, SampledBatch, SpecialTokens};
+use kidbench_plugin_host::{
+    BatchTensors, HostServices, Model, SampleSpec, SampledBatch, SpecialTokens,
+};
 use tch::{Device, Tensor};
 
 use crate::data::{collate, Example};
@@ -170,13 +172,32 @@ impl<'a> TrainHost<'a> {
     }
 }
 
-impl HostServices for TrainHost<'_> {
-    fn forward(
+impl TrainHost<'_> {
+    /// The host's own forward on a method's batch (`DataRequest::student_logits` /
+    /// `teacher_logits`): logits exact on the batch's loss rows, the LM head skipped elsewhere
+    /// (those rows are 0; the plugin API documents it).
+    pub fn batch_forward(
+        &mut self,
+        model: Model,
+        batch: &BatchTensors<'_>,
+        grad: bool,
+    ) -> anyhow::Result<Tensor> {
+        self.timed_forward(
+            model,
+            batch.input_ids,
+            batch.attention_mask,
+            grad,
+            Some(batch.loss_mask),
+        )
+    }
+
+    fn timed_forward(
         &mut self,
         model: Model,
         input_ids: &Tensor,
         attention_mask: &Tensor,
         grad: bool,
+        rows: Option<&Tensor>,
     ) -> anyhow::Result<Tensor> {
         anyhow::ensure!(
             input_ids.dim() == 2 && input_ids.size() == attention_mask.size(),
@@ -188,10 +209,14 @@ impl HostServices for TrainHost<'_> {
         let ids = input_ids.to_device(self.device);
         let mask = attention_mask.to_device(self.device);
         let t = Instant::now();
+        let run = || match rows {
+            Some(r) => m.forward_rows(&ids, &mask, r),
+            None => m.forward(&ids, &mask),
+        };
         let out = if model == Model::Student && grad {
-            m.forward(&ids, &mask)
+            run()
         } else {
-            tch::no_grad(|| m.forward(&ids, &mask))
+            tch::no_grad(run)
         }
         .with_context(|| format!("{model:?} forward"));
         let s = t.elapsed().as_secs_f64();
@@ -200,6 +225,18 @@ impl HostServices for TrainHost<'_> {
             Model::Teacher => self.timings.teacher_forward += s,
         }
         out
+    }
+}
+
+impl HostServices for TrainHost<'_> {
+    fn forward(
+        &mut self,
+        model: Model,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        grad: bool,
+    ) -> anyhow::Result<Tensor> {
+        self.timed_forward(model, input_ids, attention_mask, grad, None)
     }
 
     fn sample(&mut self, model: Model, spec: &SampleSpec) -> anyhow::Result<SampledBatch> {

@@ -25,6 +25,16 @@ impl CausalLm for Qwen2ForCausalLM {
         Qwen2ForCausalLM::forward(self, input_ids, attention_mask).map_err(anyhow::Error::from)
     }
 
+    fn forward_rows(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        rows: &Tensor,
+    ) -> anyhow::Result<Tensor> {
+        Qwen2ForCausalLM::forward_rows(self, input_ids, attention_mask, rows)
+            .map_err(anyhow::Error::from)
+    }
+
     /// KV-cached batched generation; `max_new_tokens` is cut so that the longest prompt plus its
     /// continuation fits the model's positions.
     fn generate(

@@ -51,7 +51,7 @@ pub const SCRATCH: &[ScratchSpec] = &[
         kv_heads: 2,
         intermediate: 512,
         max_positions: 1024,
-        default_steps: 1500,
+        default_steps: 2000,
         default_lr: 1.5e-3,
     },
     ScratchSpec {

@@ -39,6 +39,17 @@ use crate::TrainError;
 pub trait CausalLm {
     fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor) -> anyhow::Result<Tensor>;
 
+    /// Logits that need only be right where `rows` `[B, T]` is nonzero (the loss rows); a model
+    /// may leave the other rows 0 to skip most of its LM head. By default, [`Self::forward`].
+    fn forward_rows(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        _rows: &Tensor,
+    ) -> anyhow::Result<Tensor> {
+        self.forward(input_ids, attention_mask)
+    }
+
     /// Completes `prompts` (token ids, BOS + prompt each) with `cfg`.
     fn generate(
         &self,
@@ -514,13 +525,13 @@ pub fn train(
                 }
             };
             let student_logits = if req.student_logits {
-                Some(host.forward(Model::Student, batch.input_ids, batch.attention_mask, true)?)
+                Some(host.batch_forward(Model::Student, &batch, true)?)
             } else {
                 None
             };
             let teacher_logits = if req.teacher_logits {
                 Some(
-                    host.forward(Model::Teacher, batch.input_ids, batch.attention_mask, false)
+                    host.batch_forward(Model::Teacher, &batch, false)
                         .with_context(|| {
                             format!("method '{}' asked for teacher logits", method.name())
                         })?,
