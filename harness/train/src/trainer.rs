@@ -466,6 +466,11 @@ pub fn train(
             Some(b) => {
                 let frac = spent(&t0) / b;
                 if frac >= 1.0 {
+                    // The budget ran out after the previous step's own check: that step is
+                    // the last one, and a last step is always checkpointed.
+                    if let (true, Some(dir)) = (done > start, opts.checkpoint_dir.as_deref()) {
+                        save_checkpoint(dir, &adam, done, spent(&t0), last_loss, cfg)?;
+                    }
                     break;
                 }
                 let lr = lr_at_fraction(frac, TIME_WARMUP_FRACTION, cfg.lr, cfg.min_lr_ratio);
