@@ -90,6 +90,13 @@ fn main() -> anyhow::Result<()> {
                 100.0 * s.teacher.ex,
                 ts(s.teacher.ts).unwrap_or_default()
             );
+            if let Some(i) = &s.student_init {
+                println!(
+                    "student_init EX {:.1}%{}",
+                    100.0 * i.ex,
+                    ts(i.ts).unwrap_or_default()
+                );
+            }
             for m in &s.methods {
                 let name = if m.params.is_empty() {
                     m.name.clone()

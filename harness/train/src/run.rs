@@ -190,6 +190,13 @@ pub struct RunArgs {
     /// Student peak learning rate (default: the preset's).
     #[arg(long)]
     pub lr: Option<f64>,
+    /// Start every student from the student preset fine-tuned with SFT for this many steps
+    /// (trained once and cached like a teacher) instead of its random initialization: the
+    /// from-scratch stand-in for the paper's pretrained students. It is scored as
+    /// `student_init`.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub student_warmup: Option<usize>,
     /// Results root; the run writes `<out>/<run-id>/`.
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
@@ -236,6 +243,7 @@ impl Default for RunArgs {
             steps: None,
             teacher_steps: None,
             lr: None,
+            student_warmup: None,
             out: "results".into(),
             resume: false,
             max_dev: None,
@@ -294,6 +302,9 @@ pub struct RunSummary {
     pub dir: PathBuf,
     pub teacher: ModelScore,
     pub teacher_reused: bool,
+    /// The students' common starting point when `--student-warmup` was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub student_init: Option<ModelScore>,
     pub methods: Vec<MethodSummary>,
     /// Whether TS was computed (the benchmark has a built test suite).
     pub ts_suite: Option<PathBuf>,
@@ -528,12 +539,38 @@ struct Teacher {
     report: serde_json::Value,
 }
 
+/// What a cached SFT model is for: the cache folder and the words of its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Teacher,
+    /// The common starting point of the students (`--student-warmup`).
+    StudentInit,
+}
+
+impl Role {
+    fn cache_dir(self) -> &'static str {
+        match self {
+            Role::Teacher => "teachers",
+            Role::StudentInit => "student-inits",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Role::Teacher => "teacher",
+            Role::StudentInit => "student init",
+        }
+    }
+}
+
+/// A model fine-tuned with SFT and cached by a hash of model, data and training config.
 fn teacher_model(
     setup: &Setup,
     resolved: &Resolved,
     common: &CommonArgs,
     steps: Option<usize>,
     lr: Option<f64>,
+    role: Role,
 ) -> anyhow::Result<Teacher> {
     let cfg = train_config(resolved, common, steps, lr);
     let p = presets::lookup(resolved.name())?;
@@ -552,7 +589,7 @@ fn teacher_model(
         "max_target": p.max_target_tokens(),
     });
     let hash = hash_json(&key);
-    let dir = kidbench_home().join("teachers").join(&hash[..16]);
+    let dir = kidbench_home().join(role.cache_dir()).join(&hash[..16]);
     let done = dir.join("teacher.json");
     if done.is_file() {
         let report: serde_json::Value = serde_json::from_str(
@@ -561,7 +598,11 @@ fn teacher_model(
         )
         .with_context(|| format!("parsing {}", done.display()))?;
         let lm = lm::load_dir(&dir.join("model"), setup.device)?;
-        eprintln!("kidbench: reusing the cached teacher {}", dir.display());
+        eprintln!(
+            "kidbench: reusing the cached {} {}",
+            role.label(),
+            dir.display()
+        );
         return Ok(Teacher {
             lm,
             dir,
@@ -582,7 +623,7 @@ fn teacher_model(
         resume: true, // a killed teacher training continues where it stopped
         metrics_path: Some(dir.join("metrics.jsonl")),
         progress: !common.quiet,
-        label: format!("teacher {}", resolved.name()),
+        label: format!("{} {}", role.label(), resolved.name()),
         stop_after: None,
     };
     let sft = method::builtin_sft()?;
@@ -596,7 +637,7 @@ fn teacher_model(
         &cfg,
         &opts,
     )
-    .with_context(|| format!("training teacher {}", resolved.name()))?;
+    .with_context(|| format!("training {} {}", role.label(), resolved.name()))?;
     lm::save(&dir.join("model"), &lm)?;
     let report = serde_json::to_value(&report)?;
     write_atomic(&done, serde_json::to_string_pretty(&report)?.as_bytes())
@@ -614,7 +655,14 @@ fn teacher_model(
 pub fn teacher(args: &TeacherArgs) -> anyhow::Result<TeacherSummary> {
     let resolved = presets::resolve(&args.model, args.model_dir.as_deref())?;
     let setup = setup(&args.common, &[&resolved])?;
-    let t = teacher_model(&setup, &resolved, &args.common, args.steps, args.lr)?;
+    let t = teacher_model(
+        &setup,
+        &resolved,
+        &args.common,
+        args.steps,
+        args.lr,
+        Role::Teacher,
+    )?;
     Ok(TeacherSummary {
         dir: t.dir,
         reused: t.reused,
@@ -1214,7 +1262,14 @@ pub fn run(args: &RunArgs) -> anyhow::Result<RunSummary> {
     .context("writing databases.sha256.json")?;
 
     // Teacher.
-    let teacher = teacher_model(&setup, &teacher_res, &args.common, args.teacher_steps, None)?;
+    let teacher = teacher_model(
+        &setup,
+        &teacher_res,
+        &args.common,
+        args.teacher_steps,
+        None,
+        Role::Teacher,
+    )?;
     let tm = teacher.dir.join("metrics.jsonl");
     if tm.is_file() {
         std::fs::copy(&tm, dir.join("metrics/teacher.jsonl"))
@@ -1233,6 +1288,34 @@ pub fn run(args: &RunArgs) -> anyhow::Result<RunSummary> {
         t_train,
     )?;
 
+    // The students' common starting point: the seeded initialization, or the student preset
+    // after `--student-warmup` SFT steps (cached), scored as `student_init`.
+    let init = match args.student_warmup {
+        None => None,
+        Some(steps) => {
+            let init = teacher_model(
+                &setup,
+                &student_res,
+                &args.common,
+                Some(steps),
+                None,
+                Role::StudentInit,
+            )?;
+            let scored = score(
+                "student_init",
+                &init.lm,
+                &setup,
+                &student_res,
+                &dev,
+                &hardness,
+                suite.as_ref(),
+                args,
+                init.report["train_seconds"].as_f64().unwrap_or(0.0),
+            )?;
+            Some((init, scored))
+        }
+    };
+
     // Students: one per method, each from the same initialization.
     let data = encode_train(&setup, &student_res)?;
     let tokens = TokenIds::from_tokenizer(&setup.tok);
@@ -1240,8 +1323,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<RunSummary> {
     for (spec, m) in &methods {
         let attempt = catch_unwind(AssertUnwindSafe(
             || -> anyhow::Result<(Scored, TrainReport)> {
-                let student =
-                    lm::initial_model(&student_res, &setup.tok, setup.device, args.common.seed)?;
+                let student = match &init {
+                    Some((init, _)) => lm::load_dir(&init.dir.join("model"), setup.device)?,
+                    None => {
+                        lm::initial_model(&student_res, &setup.tok, setup.device, args.common.seed)?
+                    }
+                };
                 // A mask id the model has no embedding row for (added to a HF tokenizer) is no
                 // mask token at all: kid then says so instead of indexing out of range.
                 let mut tokens = tokens.clone();
@@ -1349,6 +1436,16 @@ pub fn run(args: &RunArgs) -> anyhow::Result<RunSummary> {
     };
     csv.scores("teacher", "", &t_scored);
     csv.push("teacher", "", "all", "train_seconds", t_train, 0);
+    if let Some((init, scored)) = &init {
+        csv.scores("student_init", "", scored);
+        let secs = init.report["train_seconds"].as_f64().unwrap_or(0.0);
+        csv.push("student_init", "", "all", "train_seconds", secs, 0);
+        write_lines(
+            &dir.join("predictions/student_init.sql"),
+            &scored.predictions,
+        )?;
+        write_jsonl(&dir.join("verdicts/student_init.jsonl"), &scored.verdicts)?;
+    }
     for (r, m) in runs.iter().zip(&summaries) {
         let params = r.spec.params_string();
         match &r.outcome {
@@ -1382,7 +1479,14 @@ pub fn run(args: &RunArgs) -> anyhow::Result<RunSummary> {
         setup.bench.name(),
         teacher_res.name(),
         student_res.name(),
-        &budget_text,
+        &match (&init, args.student_warmup) {
+            (Some((_, scored)), Some(steps)) => format!(
+                "{budget_text}, each from {} after {steps} SFT steps (student_init: EX {} %)",
+                student_res.name(),
+                pct(scored.score.ex)
+            ),
+            _ => budget_text.clone(),
+        },
         dev.items.len(),
         &t_scored,
         &summaries,
@@ -1394,6 +1498,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<RunSummary> {
         dir: dir.clone(),
         teacher: t_scored.score.clone(),
         teacher_reused: teacher.reused,
+        student_init: init.as_ref().map(|(_, s)| s.score.clone()),
         methods: summaries,
         ts_suite: suite.as_ref().map(|s| s.dir.clone()),
         total_seconds: t_start.elapsed().as_secs_f64(),

@@ -95,6 +95,32 @@ fn mini_run_writes_all_result_files() {
     let s2 = kidbench_train::run(&args).expect("second mini run");
     assert!(s2.teacher_reused);
     assert_eq!(s2.teacher.ex, s.teacher.ex);
+    assert!(s2.student_init.is_none());
+
+    // --student-warmup: every student starts from the student preset after that many SFT
+    // steps (cached), scored as student_init. With a negligible learning rate the SFT student
+    // is that model, so it writes the same SQL; from the random initialization it does not.
+    let sql = |s: &kidbench_train::run::RunSummary, m: &str| {
+        std::fs::read_to_string(s.dir.join(format!("predictions/{m}.sql"))).unwrap()
+    };
+    let mut frozen = mini(out.path());
+    frozen.lr = Some(1e-12);
+    let cold = kidbench_train::run(&frozen).expect("run without warm-up");
+    frozen.student_warmup = Some(30);
+    let warm = kidbench_train::run(&frozen).expect("warm-started run");
+    assert!(warm.student_init.is_some());
+    assert_eq!(sql(&warm, "student_init"), sql(&warm, "sft"));
+    assert_ne!(sql(&cold, "sft"), sql(&warm, "sft"));
+    let inits = std::fs::read_dir(home.path().join("student-inits")).unwrap();
+    assert_eq!(inits.count(), 1, "one cached student init");
+    let csv = std::fs::read_to_string(warm.dir.join("results.csv")).unwrap();
+    assert!(
+        csv.lines()
+            .any(|l| l.contains(",student_init,") && l.contains(",all,ex,")),
+        "{csv}"
+    );
+    let md = std::fs::read_to_string(warm.dir.join("results.md")).unwrap();
+    assert!(md.contains("after 30 SFT steps"), "{md}");
 
     // Bad inputs.
     let err = |a: &RunArgs| format!("{:#}", kidbench_train::run(a).unwrap_err());
