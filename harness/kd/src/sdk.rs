@@ -340,7 +340,7 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// Logits of `model` on arbitrary tokens; `grad` only applies to the student.
+    /// Logits of `model` on arbitrary tokens, every row; `grad` only applies to the student.
     pub fn forward(
         &mut self,
         model: Model,
@@ -348,11 +348,41 @@ impl<'a> Ctx<'a> {
         attention_mask: &Tensor,
         grad: bool,
     ) -> anyhow::Result<Tensor> {
+        self.forward_impl(model, input_ids, attention_mask, None, grad)
+    }
+
+    /// Like [`Ctx::forward`], but the logits are exact only where `rows != 0` (`[B, T]`, e.g.
+    /// the batch's `loss_mask`) and 0 elsewhere: the host skips the LM head on the other rows,
+    /// which is most of a text-to-SQL sequence (the prompt).
+    pub fn forward_rows(
+        &mut self,
+        model: Model,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        rows: &Tensor,
+        grad: bool,
+    ) -> anyhow::Result<Tensor> {
+        self.forward_impl(model, input_ids, attention_mask, Some(rows), grad)
+    }
+
+    fn forward_impl(
+        &mut self,
+        model: Model,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        rows: Option<&Tensor>,
+        grad: bool,
+    ) -> anyhow::Result<Tensor> {
+        let rows = match rows {
+            Some(r) => abi_stable::std_types::RSome(TensorRef::new(r)),
+            None => abi_stable::std_types::RNone,
+        };
         let r = (self.raw.forward)(
             self.raw.host,
             model,
             TensorRef::new(input_ids),
             TensorRef::new(attention_mask),
+            rows,
             grad,
         );
         match r {

@@ -292,6 +292,7 @@ mod ctx {
         _: Model,
         _: TensorRef,
         _: TensorRef,
+        _: abi_stable::std_types::ROption<TensorRef>,
         _: bool,
     ) -> RResult<TensorOwned, RString> {
         RErr("none".into())

@@ -35,7 +35,9 @@ use abi_stable::StableAbi;
 ///   asked) and `HostCtx::student_logits` is optional.
 /// - 3: `HostCtx::student_logits` / `teacher_logits` are exact only on the batch's loss rows
 ///   (`loss_mask != 0`) and 0 elsewhere (the host skips the LM head on prompt and padding).
-pub const ABI_VERSION: u32 = 3;
+/// - 4: `HostCtx::forward` takes `rows`: when given, the logits are exact only where
+///   `rows != 0` and 0 elsewhere, as for the batch logits.
+pub const ABI_VERSION: u32 = 4;
 /// The tch version plugins and host are built with (pinned exactly in the workspace).
 pub const TCH_VERSION: &str = "0.24.0";
 /// `$LIBTORCH/build-version` at build time, e.g. `2.11.0+cpu`.
@@ -173,7 +175,7 @@ pub struct HostCtx {
     pub batch: BatchRef,
     /// Student logits on `batch`, with grad, when requested (`DataRequest::student_logits`).
     /// Exact on the loss rows (`batch.loss_mask != 0`), 0 on every other row: a method that
-    /// needs prompt positions runs its own forward (`forward`), which computes every row.
+    /// needs prompt positions runs its own forward (`forward` without `rows`).
     pub student_logits: ROption<TensorRef>,
     /// Teacher logits on `batch` (no grad), when requested; loss rows only, as above.
     pub teacher_logits: ROption<TensorRef>,
@@ -181,12 +183,15 @@ pub struct HostCtx {
     pub tokens: SpecialTokens,
     /// Opaque host state; pass it back to the callbacks.
     pub host: *mut c_void,
-    /// Logits `[B, T, V]` of `model` on any tokens; `grad` only applies to the student.
+    /// Logits `[B, T, V]` of `model` on any tokens; `grad` only applies to the student. With
+    /// `rows` (`[B, T]`, like `loss_mask`) the logits are exact where `rows != 0` and 0
+    /// elsewhere: the host then skips the LM head on the other rows.
     pub forward: extern "C" fn(
         host: *mut c_void,
         model: Model,
         input_ids: TensorRef,
         attention_mask: TensorRef,
+        rows: ROption<TensorRef>,
         grad: bool,
     ) -> RResult<TensorOwned, RString>,
     /// Completes this micro-batch's prompts with `model` (a batch laid out like [`BatchOf`]).

@@ -423,11 +423,13 @@ impl SampledBatch {
 /// What the host runs for a method during `loss`: extra forwards and sampling.
 pub trait HostServices {
     /// Logits `[B, T, V]` of `model` on `input_ids`; with grad only when `grad` (student only).
+    /// With `rows` (`[B, T]`) they must be exact where `rows != 0`; other rows may be 0.
     fn forward(
         &mut self,
         model: Model,
         input_ids: &Tensor,
         attention_mask: &Tensor,
+        rows: Option<&Tensor>,
         grad: bool,
     ) -> anyhow::Result<Tensor>;
     /// The current micro-batch's prompts completed by `model` (KV-cache generator).
@@ -491,6 +493,7 @@ extern "C" fn forward_trampoline(
     model: Model,
     input_ids: TensorRef,
     attention_mask: TensorRef,
+    rows: abi_stable::std_types::ROption<TensorRef>,
     grad: bool,
 ) -> RResult<TensorOwned, RString> {
     host_guard(|| {
@@ -498,7 +501,9 @@ extern "C" fn forward_trampoline(
         // the plugin passes live borrowed handles.
         let s = unsafe { &mut *(host as *mut Services<'_>) };
         let (ids, mask) = unsafe { (input_ids.to_tensor(), attention_mask.to_tensor()) };
-        s.forward(model, &ids, &mask, grad).map(TensorOwned::new)
+        let rows = rows.into_option().map(|r| unsafe { r.to_tensor() });
+        s.forward(model, &ids, &mask, rows.as_ref(), grad)
+            .map(TensorOwned::new)
     })
 }
 

@@ -175,11 +175,17 @@ impl HostServices for ToyHost {
         model: Model,
         input_ids: &Tensor,
         _attention_mask: &Tensor,
+        rows: Option<&Tensor>,
         grad: bool,
     ) -> anyhow::Result<Tensor> {
         anyhow::ensure!(input_ids.dim() == 2, "input_ids must be [batch, time]");
         self.forwards.push((model, grad));
-        Ok(self.logits(model, input_ids, grad))
+        let logits = self.logits(model, input_ids, grad);
+        // ABI v4: with `rows`, exact on those rows and 0 elsewhere, like a real host.
+        Ok(match rows {
+            Some(r) => logits * r.ne(0.0).to_kind(Kind::Float).unsqueeze(-1),
+            None => logits,
+        })
     }
 
     fn sample(&mut self, model: Model, spec: &SampleSpec) -> anyhow::Result<SampledBatch> {

@@ -234,9 +234,19 @@ impl HostServices for TrainHost<'_> {
         model: Model,
         input_ids: &Tensor,
         attention_mask: &Tensor,
+        rows: Option<&Tensor>,
         grad: bool,
     ) -> anyhow::Result<Tensor> {
-        self.timed_forward(model, input_ids, attention_mask, grad, None)
+        if let Some(r) = rows {
+            anyhow::ensure!(
+                r.size() == input_ids.size(),
+                "forward rows must be [batch, time] like input_ids, got {:?} and {:?}",
+                r.size(),
+                input_ids.size()
+            );
+        }
+        let rows = rows.map(|r| r.to_device(self.device));
+        self.timed_forward(model, input_ids, attention_mask, grad, rows.as_ref())
     }
 
     fn sample(&mut self, model: Model, spec: &SampleSpec) -> anyhow::Result<SampledBatch> {

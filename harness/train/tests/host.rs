@@ -127,27 +127,57 @@ fn forward_grad_only_for_the_student_when_asked() {
     let refs: Vec<&Example> = ex.iter().collect();
     let b = collate(&refs, 0, Device::Cpu).unwrap();
     let s = host
-        .forward(Model::Student, &b.input_ids, &b.attention_mask, true)
+        .forward(Model::Student, &b.input_ids, &b.attention_mask, None, true)
         .unwrap();
     assert_eq!(s.size(), [2, 7, V]);
     assert!(s.requires_grad());
     let s0 = host
-        .forward(Model::Student, &b.input_ids, &b.attention_mask, false)
+        .forward(Model::Student, &b.input_ids, &b.attention_mask, None, false)
         .unwrap();
     assert!(!s0.requires_grad());
     assert!(s0.allclose(&s.detach(), 1e-6, 1e-6, false));
     let t = host
-        .forward(Model::Teacher, &b.input_ids, &b.attention_mask, true)
+        .forward(Model::Teacher, &b.input_ids, &b.attention_mask, None, true)
         .unwrap();
     assert!(!t.requires_grad(), "the teacher never gets grad");
     assert!(!t.allclose(&s.detach(), 1e-3, 1e-3, false));
+    // with rows (plugin ABI v4): exact on the loss rows, 0 on the others
+    let r = host
+        .forward(
+            Model::Student,
+            &b.input_ids,
+            &b.attention_mask,
+            Some(&b.loss_mask),
+            false,
+        )
+        .unwrap();
+    let keep = b.loss_mask.ne(0.0).to_kind(tch::Kind::Float).unsqueeze(-1);
+    assert!(r.allclose(&(&s0 * &keep), 1e-5, 1e-5, false));
+    let zeroed = r
+        .abs()
+        .sum_dim_intlist(-1, false, tch::Kind::Float)
+        .eq(0.0)
+        .sum(tch::Kind::Int64)
+        .int64_value(&[]);
+    let prompt_rows = b.loss_mask.eq(0.0).sum(tch::Kind::Int64).int64_value(&[]);
+    assert_eq!(zeroed, prompt_rows, "every non-loss row is 0");
+    let e = host
+        .forward(
+            Model::Student,
+            &b.input_ids,
+            &b.attention_mask,
+            Some(&b.loss_mask.narrow(1, 0, 3)),
+            false,
+        )
+        .unwrap_err();
+    assert!(format!("{e:#}").contains("forward rows"), "{e:#}");
     assert!(host.timings.student_forward_backward > 0.0);
     assert!(host.timings.teacher_forward > 0.0);
     assert_eq!(host.timings.sampling, 0.0);
     // no teacher: a clear error
     let mut alone = TrainHost::new(&student, None, &toks, Device::Cpu);
     let e = alone
-        .forward(Model::Teacher, &b.input_ids, &b.attention_mask, false)
+        .forward(Model::Teacher, &b.input_ids, &b.attention_mask, None, false)
         .unwrap_err();
     assert!(format!("{e:#}").contains("no teacher"), "{e:#}");
 }

@@ -77,8 +77,9 @@ impl Plugin for FDistill {
         )?;
         let spec = sampling(self.sample_temperature, self.max_new_tokens);
         let sb = ctx.sample(Model::Student, spec)?;
-        let s = ctx.forward(Model::Student, &sb.input_ids, &sb.attention_mask, true)?;
-        let t = ctx.forward(Model::Teacher, &sb.input_ids, &sb.attention_mask, false)?;
+        let (ids, mask, rows) = (&sb.input_ids, &sb.attention_mask, &sb.loss_mask);
+        let s = ctx.forward_rows(Model::Student, ids, mask, rows, true)?;
+        let t = ctx.forward_rows(Model::Teacher, ids, mask, rows, false)?;
         let on_student = divergence_loss(
             Divergence::TotalVariation,
             &s,

@@ -171,7 +171,14 @@ impl Kid {
                 to_vec_f64(&token_entropy(&s.detach(), 1.0))?
             }
             (Strategy::Hard | Strategy::Easy, None) => {
-                let s = ctx.forward(Model::Student, &b.input_ids, &b.attention_mask, false)?;
+                // entropies are read at target rows only (`q-1` of a target token `q`)
+                let s = ctx.forward_rows(
+                    Model::Student,
+                    &b.input_ids,
+                    &b.attention_mask,
+                    &b.loss_mask,
+                    false,
+                )?;
                 to_vec_f64(&token_entropy(&s, 1.0))?
             }
             _ => Vec::new(),
@@ -205,8 +212,15 @@ impl Kid {
         let filled = if self.mask_only {
             masked.clone()
         } else {
-            // the one extra student forward, no grad, on the masked sequence
-            let logits = ctx.forward(Model::Student, &masked_t, &b.attention_mask, false)?;
+            // the one extra student forward, no grad, on the masked sequence; predictions are
+            // read at `q-1` of masked target tokens `q`, which are loss rows
+            let logits = ctx.forward_rows(
+                Model::Student,
+                &masked_t,
+                &b.attention_mask,
+                &b.loss_mask,
+                false,
+            )?;
             let v = *logits.size().last().unwrap_or(&0);
             anyhow::ensure!(
                 logits.size() == [rows as i64, t as i64, v],
@@ -426,9 +440,23 @@ impl Plugin for Kid {
             None
         };
         let imp = self.imperfect(ctx, &b, gold.as_ref())?;
-        // the one student forward/backward on the imperfect sequence, and the teacher's
-        let s2 = ctx.forward(Model::Student, &imp.imperfect, &b.attention_mask, true)?;
-        let t2 = ctx.forward(Model::Teacher, &imp.imperfect, &b.attention_mask, false)?;
+        // the one student forward/backward on the imperfect sequence, and the teacher's; the
+        // imperfect sequence has the batch's positions, so its loss rows are the batch's
+        let rows = &b.loss_mask;
+        let s2 = ctx.forward_rows(
+            Model::Student,
+            &imp.imperfect,
+            &b.attention_mask,
+            rows,
+            true,
+        )?;
+        let t2 = ctx.forward_rows(
+            Model::Teacher,
+            &imp.imperfect,
+            &b.attention_mask,
+            rows,
+            false,
+        )?;
         let div = divergence_loss(
             Divergence::ReverseKl,
             &s2,
