@@ -1046,7 +1046,7 @@ fn results_markdown(
     let mut out = format!(
         "# kidbench run `{run_id}`\n\n\
          Benchmark **{bench}** (dev, {dev_questions} questions), teacher **{teacher}**, \
-         student **{student}**, {budget} per student.\n\n\
+         student **{student}**, {budget}.\n\n\
          Latency: training seconds per step relative to SFT's. EX/TS in %.\n\n"
     );
     let mut header = vec!["Method", "Latency (x SFT)"];
@@ -1207,8 +1207,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<RunSummary> {
     }
     student_cfg.time_budget_seconds = time_budget;
     let budget_text = match time_budget {
-        Some(t) => format!("a {t:.0} s training budget"),
-        None => format!("{} steps", student_cfg.steps),
+        Some(t) => format!("a {t:.0} s training budget per student"),
+        None => format!("{} steps per student", student_cfg.steps),
     };
     let config = serde_json::json!({
         "run_id": run_id,
@@ -1288,6 +1288,19 @@ pub fn run(args: &RunArgs) -> anyhow::Result<RunSummary> {
         t_train,
     )?;
 
+    let score_student = |label: &str, lm: &Lm, train_seconds: f64| {
+        score(
+            label,
+            lm,
+            &setup,
+            &student_res,
+            &dev,
+            &hardness,
+            suite.as_ref(),
+            args,
+            train_seconds,
+        )
+    };
     // The students' common starting point: the seeded initialization, or the student preset
     // after `--student-warmup` SFT steps (cached), scored as `student_init`.
     let init = match args.student_warmup {
@@ -1301,17 +1314,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<RunSummary> {
                 None,
                 Role::StudentInit,
             )?;
-            let scored = score(
-                "student_init",
-                &init.lm,
-                &setup,
-                &student_res,
-                &dev,
-                &hardness,
-                suite.as_ref(),
-                args,
-                init.report["train_seconds"].as_f64().unwrap_or(0.0),
-            )?;
+            let secs = init.report["train_seconds"].as_f64().unwrap_or(0.0);
+            let scored = score_student("student_init", &init.lm, secs)?;
             Some((init, scored))
         }
     };
@@ -1361,17 +1365,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<RunSummary> {
                         spec.spec()
                     )
                 })?;
-                let s = score(
-                    &spec.label,
-                    &student,
-                    &setup,
-                    &student_res,
-                    &dev,
-                    &hardness,
-                    suite.as_ref(),
-                    args,
-                    report.train_seconds,
-                )?;
+                let s = score_student(&spec.label, &student, report.train_seconds)?;
                 Ok((s, report))
             },
         ));
@@ -1481,7 +1475,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<RunSummary> {
         student_res.name(),
         &match (&init, args.student_warmup) {
             (Some((_, scored)), Some(steps)) => format!(
-                "{budget_text}, each from {} after {steps} SFT steps (student_init: EX {} %)",
+                "{budget_text}, each starting from {} after {steps} SFT steps (student_init: EX {} %)",
                 student_res.name(),
                 pct(scored.score.ex)
             ),
