@@ -84,18 +84,13 @@ fn main() -> anyhow::Result<()> {
             } else {
                 "trained"
             };
-            let ts = |t: Option<f64>| t.map(|t| format!(", TS {:.1}%", 100.0 * t));
-            println!(
-                "teacher ({teacher}) EX {:.1}%{}",
-                100.0 * s.teacher.ex,
-                ts(s.teacher.ts).unwrap_or_default()
-            );
+            let scores = |label: &str, sc: &kidbench_train::run::ModelScore| {
+                let ts = sc.ts.map(|t| format!(", TS {:.1}%", 100.0 * t));
+                format!("{label} EX {:.1}%{}", 100.0 * sc.ex, ts.unwrap_or_default())
+            };
+            println!("{}", scores(&format!("teacher ({teacher})"), &s.teacher));
             if let Some(i) = &s.student_init {
-                println!(
-                    "student_init EX {:.1}%{}",
-                    100.0 * i.ex,
-                    ts(i.ts).unwrap_or_default()
-                );
+                println!("{}", scores("student_init", i));
             }
             for m in &s.methods {
                 let name = if m.params.is_empty() {
@@ -105,9 +100,8 @@ fn main() -> anyhow::Result<()> {
                 };
                 match &m.score {
                     Some(sc) => println!(
-                        "{name} EX {:.1}%{}{}",
-                        100.0 * sc.ex,
-                        ts(sc.ts).unwrap_or_default(),
+                        "{}{}",
+                        scores(&name, sc),
                         m.latency_vs_sft
                             .map(|l| format!(", latency {l:.2}x SFT"))
                             .unwrap_or_default()

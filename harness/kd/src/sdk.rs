@@ -373,10 +373,7 @@ impl<'a> Ctx<'a> {
         rows: Option<&Tensor>,
         grad: bool,
     ) -> anyhow::Result<Tensor> {
-        let rows = match rows {
-            Some(r) => abi_stable::std_types::RSome(TensorRef::new(r)),
-            None => abi_stable::std_types::RNone,
-        };
+        let rows = abi_stable::std_types::ROption::from(rows.map(TensorRef::new));
         let r = (self.raw.forward)(
             self.raw.host,
             model,

@@ -827,6 +827,13 @@ impl Qwen2ForCausalLM {
         attention_mask: &Tensor,
         rows: &Tensor,
     ) -> Result<Tensor> {
+        if rows.size() != input_ids.size() {
+            return Err(ModelError::BadInput(format!(
+                "forward rows must be [batch, time] like input_ids, got {:?} and {:?}",
+                rows.size(),
+                input_ids.size()
+            )));
+        }
         let h = self.hidden(input_ids, attention_mask, None)?;
         let (b, t, d) = h.size3()?;
         let idx = rows

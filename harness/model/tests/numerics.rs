@@ -71,6 +71,12 @@ fn forward_rows_equals_forward_on_chosen_rows() {
         .max()
         .double_value(&[]);
     assert_eq!(outside, 0.0);
+    // rows of another shape would pick the wrong positions: an error, not a silent mix-up
+    let e = m
+        .model
+        .forward_rows(&ids, &mask, &rows.narrow(1, 0, t - 1))
+        .unwrap_err();
+    assert!(e.to_string().contains("forward rows"), "{e}");
     part.sum(Kind::Float).backward();
     let grads: f64 = m
         .model

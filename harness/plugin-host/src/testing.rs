@@ -70,6 +70,12 @@ fn toy_table(vocab: i64, seed: u64, scale: f64) -> Tensor {
     Tensor::from_slice(&values).view([vocab, vocab])
 }
 
+/// `[B, T, V]` logits kept where `rows` `[B, T]` is nonzero and 0 elsewhere, as a real host
+/// returns them when it skips the LM head on the other rows.
+fn on_rows(logits: Tensor, rows: &Tensor) -> Tensor {
+    logits * rows.ne(0.0).to_kind(Kind::Float).unsqueeze(-1)
+}
+
 /// Two lookup-table "models" over a vocabulary of `vocab` tokens.
 pub struct ToyHost {
     pub student: Tensor,
@@ -134,13 +140,13 @@ impl ToyHost {
             }
         };
         // ABI v3: the host's batch logits are exact on loss rows and 0 elsewhere.
-        let rows = batch.loss_mask.ne(0.0).to_kind(Kind::Float).unsqueeze(-1);
+        let rows = batch.loss_mask;
         let student_logits = req
             .student_logits
-            .then(|| self.logits(Model::Student, batch.input_ids, true) * &rows);
+            .then(|| on_rows(self.logits(Model::Student, batch.input_ids, true), rows));
         let teacher_logits = req
             .teacher_logits
-            .then(|| self.logits(Model::Teacher, batch.input_ids, false) * &rows);
+            .then(|| on_rows(self.logits(Model::Teacher, batch.input_ids, false), rows));
         if req.student_logits {
             self.batch_forwards.push((Model::Student, true));
         }
@@ -183,7 +189,7 @@ impl HostServices for ToyHost {
         let logits = self.logits(model, input_ids, grad);
         // ABI v4: with `rows`, exact on those rows and 0 elsewhere, like a real host.
         Ok(match rows {
-            Some(r) => logits * r.ne(0.0).to_kind(Kind::Float).unsqueeze(-1),
+            Some(r) => on_rows(logits, r),
             None => logits,
         })
     }

@@ -457,7 +457,7 @@ pub fn generate(out_dir: &Path, cfg: &SynthConfig) -> Result<Manifest, SynthErro
     let per_train = cfg.n_train_target.div_ceil(n_train);
     let per_dev = cfg.n_dev_target.div_ceil(n_dev);
 
-    let outs: Vec<DbOut> = specs
+    let mut outs: Vec<DbOut> = specs
         .par_iter()
         .map(|s| {
             let target = match s.split {
@@ -471,7 +471,6 @@ pub fn generate(out_dir: &Path, cfg: &SynthConfig) -> Result<Manifest, SynthErro
     // A re-skin may name a table like a dev table (`painter`), and then a generic template asks
     // a dev question word for word ("How many painters are there?"); such train pairs are
     // dropped so that no dev question is seen in training.
-    let mut outs = outs;
     let dev_questions: HashSet<String> = outs
         .iter()
         .filter(|o| o.split == Split::Dev)

@@ -237,16 +237,7 @@ impl HostServices for TrainHost<'_> {
         rows: Option<&Tensor>,
         grad: bool,
     ) -> anyhow::Result<Tensor> {
-        if let Some(r) = rows {
-            anyhow::ensure!(
-                r.size() == input_ids.size(),
-                "forward rows must be [batch, time] like input_ids, got {:?} and {:?}",
-                r.size(),
-                input_ids.size()
-            );
-        }
-        let rows = rows.map(|r| r.to_device(self.device));
-        self.timed_forward(model, input_ids, attention_mask, grad, rows.as_ref())
+        self.timed_forward(model, input_ids, attention_mask, grad, rows)
     }
 
     fn sample(&mut self, model: Model, spec: &SampleSpec) -> anyhow::Result<SampledBatch> {

@@ -680,6 +680,17 @@ struct Scored {
     new_tokens: usize,
 }
 
+impl Scored {
+    /// `predictions/<label>.sql` (one query a line) and `verdicts/<label>.jsonl` in `dir`.
+    fn write_files(&self, dir: &Path, label: &str) -> anyhow::Result<()> {
+        write_lines(
+            &dir.join(format!("predictions/{label}.sql")),
+            &self.predictions,
+        )?;
+        write_jsonl(&dir.join(format!("verdicts/{label}.jsonl")), &self.verdicts)
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn score(
     name: &str,
@@ -1428,17 +1439,14 @@ pub fn run(args: &RunArgs) -> anyhow::Result<RunSummary> {
         student: student_res.name(),
         benchmark: setup.bench.name(),
     };
-    csv.scores("teacher", "", &t_scored);
-    csv.push("teacher", "", "all", "train_seconds", t_train, 0);
-    if let Some((init, scored)) = &init {
-        csv.scores("student_init", "", scored);
-        let secs = init.report["train_seconds"].as_f64().unwrap_or(0.0);
-        csv.push("student_init", "", "all", "train_seconds", secs, 0);
-        write_lines(
-            &dir.join("predictions/student_init.sql"),
-            &scored.predictions,
-        )?;
-        write_jsonl(&dir.join("verdicts/student_init.jsonl"), &scored.verdicts)?;
+    // The models scored without a method: the teacher and the students' starting point.
+    let fixed = std::iter::once(("teacher", &t_scored))
+        .chain(init.as_ref().map(|(_, scored)| ("student_init", scored)));
+    for (name, scored) in fixed {
+        csv.scores(name, "", scored);
+        let secs = scored.score.train_seconds;
+        csv.push(name, "", "all", "train_seconds", secs, 0);
+        scored.write_files(&dir, name)?;
     }
     for (r, m) in runs.iter().zip(&summaries) {
         let params = r.spec.params_string();
@@ -1451,16 +1459,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<RunSummary> {
         }
     }
     write_lines(&dir.join("results.csv"), &csv.rows)?;
-    write_lines(&dir.join("predictions/teacher.sql"), &t_scored.predictions)?;
-    write_jsonl(&dir.join("verdicts/teacher.jsonl"), &t_scored.verdicts)?;
     for r in &runs {
         let label = &r.spec.label;
         if let Ok((s, rep)) = &r.outcome {
-            write_lines(
-                &dir.join(format!("predictions/{label}.sql")),
-                &s.predictions,
-            )?;
-            write_jsonl(&dir.join(format!("verdicts/{label}.jsonl")), &s.verdicts)?;
+            s.write_files(&dir, label)?;
             let p = dir.join(format!("metrics/{label}.timings.json"));
             write_atomic(&p, serde_json::to_string_pretty(rep)?.as_bytes())
                 .with_context(|| format!("writing {}", p.display()))?;
