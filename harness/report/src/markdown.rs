@@ -106,9 +106,7 @@ fn bench_cols(s: &SettingSummary) -> Vec<BenchCols> {
                     .filter(|l| stats.iter().any(|st| st.hardness.iter().any(|h| h.0 == *l)))
                     .collect(),
                 ts: stats.iter().any(|st| st.ts.is_some()),
-                delta: s
-                    .baseline_row()
-                    .is_some_and(|base| base.bench.contains_key(b)),
+                delta: stats.iter().any(|st| st.delta.is_some()),
             }
         })
         .collect()
@@ -443,7 +441,11 @@ pub(crate) fn render(s: &Summary, plan: &Plan, opts: &ReportOptions) -> String {
     if !plan.charts.is_empty() || !plan.skipped.is_empty() {
         out.push_str("## Charts\n\n");
         for c in &plan.charts {
-            let _ = writeln!(out, "![{}](charts/{})\n", cell(&c.title), c.file);
+            let alt = match &c.subtitle {
+                Some(sub) => format!("{}: {sub}", c.title),
+                None => c.title.clone(),
+            };
+            let _ = writeln!(out, "![{}](charts/{})\n", cell(&alt), c.file);
         }
         for n in &plan.skipped {
             let _ = writeln!(out, "- {n}");

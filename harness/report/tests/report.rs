@@ -396,3 +396,93 @@ fn no_records_and_bad_options_are_errors() {
     .unwrap_err();
     assert!(e.to_string().contains("1.5"), "{e}");
 }
+
+#[test]
+fn two_benchmarks_get_an_average_and_two_budgets_two_tables() {
+    let mut records = fixture::two_methods();
+    // spider: sft right on the first 12 / 13 of 40 (30 %, 32.5 %: mean 31.25 %); fkd on
+    // the first 20 (seed 0 only); fkd has no synth run.
+    for (seed, right) in [(0, 12), (1, 13)] {
+        records.push(scored(
+            key(Role::Method, "sft", &[], seed, "spider"),
+            &first(right, 40),
+            1.0,
+            1e12,
+            vec![],
+        ));
+    }
+    for (seed, right) in [(0, 20), (1, 21)] {
+        records.push(scored(
+            key(Role::Method, "kid", &[], seed, "spider"),
+            &first(right, 40),
+            3.0,
+            1e12,
+            vec![],
+        ));
+    }
+    records.push(scored(
+        key(Role::Method, "fkd", &[], 0, "spider"),
+        &first(20, 40),
+        2.0,
+        1e12,
+        vec![],
+    ));
+    // The teacher (no student, no budget) belongs in every table of its teacher.
+    records.push(scored(
+        key(Role::Teacher, "teacher", &[], 7, "synth"),
+        &first(36, 40),
+        5.0,
+        1e13,
+        vec![],
+    ));
+    // A second budget: one more table.
+    let mut k = key(Role::Method, "sft", &[], 0, "synth");
+    k.budget = "steps=300".into();
+    records.push(scored(k, &first(25, 40), 1.0, 1e12, vec![]));
+    let md = render_markdown(&records, &opts()).unwrap();
+    let tables: Vec<&str> = md.split("\n## ").skip(1).collect();
+    let t150 = tables
+        .iter()
+        .find(|t| {
+            t.starts_with("teacher tiny-m → student tiny-s (warmup 10 steps), budget steps=150")
+        })
+        .expect("the steps=150 table");
+    let t300 = tables
+        .iter()
+        .find(|t| t.contains("budget steps=300"))
+        .expect("the steps=300 table");
+    // Avg EX of sft: (52.5 + 31.25) / 2 = 41.875 -> 41.9; fkd has no synth run: no average.
+    let avg = col(t150, "Avg EX");
+    assert!(row(t150, "sft")[avg].starts_with("41.9 ± "), "{t150}");
+    assert_eq!(row(t150, "fkd")[avg], "–");
+    assert_eq!(row(t150, "fkd")[col(t150, "synth EX all")], "–");
+    // kid on spider: 20/40 and 21/40 -> 51.25 %, sft's 31.25 %: +20.0 points.
+    assert!(row(t150, "kid")[col(t150, "spider Δ EX vs sft")].starts_with("+20.0 ["));
+    assert!(
+        header(t150).contains(&"spider EX all"),
+        "{:?}",
+        header(t150)
+    );
+    // The teacher: 36/40 = 90 %, one seed, in both tables.
+    assert!(row(t150, "teacher")[col(t150, "synth EX all")].starts_with("90.0 ± "));
+    assert!(row(t300, "teacher")[col(t300, "EX all")].starts_with("90.0 ± "));
+    assert_eq!(row(t300, "teacher")[col(t300, "Seeds")], "1");
+    assert!(
+        row(t300, "sft")[col(t300, "EX all")].starts_with("62.5 ± "),
+        "{t300}"
+    );
+    // Charts of several settings are named after them.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = std::env::var_os("KIDBENCH_REPORT_KEEP_MULTI")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| tmp.path().to_path_buf());
+    let files = write_report(&records, &dir, &opts()).unwrap();
+    assert!(
+        files
+            .charts
+            .iter()
+            .any(|p| p.ends_with("charts/pareto-tiny-m_tiny-s_w10_steps_150.svg")),
+        "{:?}",
+        files.charts
+    );
+}

@@ -98,6 +98,6 @@ pub(crate) fn draw(root: &Area, title: &str, s: &SettingSummary) -> Result<(), S
         .iter()
         .map(|l| l.row)
         .collect::<std::collections::BTreeSet<_>>();
-    footer.extend(super::variants_footer(s, shown.len()));
+    footer.extend(super::rows_footer(s, shown.len()));
     legend(&side, "Method", &entries, &footer)
 }

@@ -5,7 +5,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::pareto::Point;
-use super::{ci_footer, ex_axis, font, frame, legend, padded, variants_footer, Area, Msg as _};
+use super::{ci_footer, ex_axis, font, frame, legend, padded, rows_footer, Area, Msg as _};
 use crate::summary::SettingSummary;
 use crate::ReportOptions;
 
@@ -106,6 +106,6 @@ pub(crate) fn draw(
         "FLOPs: 2·params·tokens forward,".to_string(),
         "3× that with backward".to_string(),
     ];
-    footer.extend(variants_footer(s, pts.len()));
+    footer.extend(rows_footer(s, pts.len()));
     legend(&side, "Method", &entries, &footer)
 }

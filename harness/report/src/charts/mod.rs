@@ -72,8 +72,8 @@ impl Kind {
                     Some("timings are left out".into())
                 } else if pareto::points(s).len() < 2 {
                     Some(format!(
-                        "fewer than two method rows with EX and a latency ratio to {} \
-                         (seconds per step of the same seed)",
+                        "fewer than two method rows with EX on every benchmark and a latency \
+                         ratio to {} (seconds per step of the same seed)",
                         opts.baseline
                     ))
                 } else {
@@ -89,8 +89,11 @@ impl Kind {
             Kind::Curves => curves::lines(s)
                 .is_empty()
                 .then(|| "no learning curves (runs without --eval-every)".into()),
-            Kind::Flops => (flops::points(s).is_empty())
-                .then(|| "no method rows with estimated training FLOPs".into()),
+            Kind::Flops => (flops::points(s).len() < 2).then(|| {
+                "fewer than two method rows with EX on every benchmark and estimated training \
+                 FLOPs"
+                    .into()
+            }),
         }
     }
 }
@@ -101,6 +104,8 @@ pub(crate) struct Chart {
     /// File name under `charts/`.
     pub file: String,
     pub title: String,
+    /// The setting, when the report has several.
+    pub subtitle: Option<String>,
     pub kind: Kind,
     /// Index into [`Summary::settings`].
     pub setting: usize,
@@ -138,11 +143,8 @@ pub(crate) fn plan(s: &Summary, opts: &ReportOptions) -> Plan {
                 }),
                 None => plan.charts.push(Chart {
                     file,
-                    title: if multi {
-                        format!("{}: {}", kind.title(), st.setting.title())
-                    } else {
-                        kind.title().to_string()
-                    },
+                    title: kind.title().to_string(),
+                    subtitle: multi.then(|| st.setting.title()),
                     kind,
                     setting: i,
                 }),
@@ -155,16 +157,21 @@ pub(crate) fn plan(s: &Summary, opts: &ReportOptions) -> Plan {
 /// The SVG text of `chart`.
 pub(crate) fn draw(chart: &Chart, s: &Summary, opts: &ReportOptions) -> Result<String, String> {
     let st = &s.settings[chart.setting];
+    let title = match &chart.subtitle {
+        Some(sub) => format!("{}\n{sub}", chart.title),
+        None => chart.title.clone(),
+    };
+    let title = title.as_str();
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
         root.fill(&WHITE).s()?;
         match chart.kind {
-            Kind::Pareto => pareto::draw(&root, &chart.title, st, opts)?,
-            Kind::Strategies => strategies::draw(&root, &chart.title, st, opts)?,
-            Kind::Alpha => alpha::draw(&root, &chart.title, st, opts)?,
-            Kind::Curves => curves::draw(&root, &chart.title, st)?,
-            Kind::Flops => flops::draw(&root, &chart.title, st, opts)?,
+            Kind::Pareto => pareto::draw(&root, title, st, opts)?,
+            Kind::Strategies => strategies::draw(&root, title, st, opts)?,
+            Kind::Alpha => alpha::draw(&root, title, st, opts)?,
+            Kind::Curves => curves::draw(&root, title, st)?,
+            Kind::Flops => flops::draw(&root, title, st, opts)?,
         }
         root.present().s()?;
     }
@@ -208,8 +215,18 @@ pub(crate) fn font(px: u32) -> TextStyle<'static> {
 }
 
 /// The title on top, then (plot area, legend panel).
+/// `title` may hold a second line (after `\n`), drawn smaller as a subtitle.
 pub(crate) fn frame<'a>(root: &Area<'a>, title: &str) -> Result<(Area<'a>, Area<'a>), String> {
-    let body = root.titled(title, font(18)).s()?;
+    let (main, sub) = match title.split_once('\n') {
+        Some((m, s)) => (m, Some(s)),
+        None => (title, None),
+    };
+    let mut body = root.titled(main, font(18)).s()?;
+    if let Some(sub) = sub {
+        body = body
+            .titled(sub, font(12).color(&RGBColor(70, 70, 70)))
+            .s()?;
+    }
     let (plot, legend) = body.split_horizontally(WIDTH - LEGEND_W);
     Ok((plot, legend))
 }
@@ -373,10 +390,18 @@ pub(crate) fn main_rows(s: &SettingSummary) -> Vec<usize> {
         .collect()
 }
 
-/// The legend footer line of charts that leave variant rows out, when they did.
-pub(crate) fn variants_footer(s: &SettingSummary, shown: usize) -> Option<String> {
+/// The legend footer lines of the method charts: the rows they leave out, and why.
+pub(crate) fn rows_footer(s: &SettingSummary, shown: usize) -> Vec<String> {
     let all = s.rows.iter().filter(|r| r.id.is_method()).count();
-    (all > shown).then(|| format!("{} variant rows: see the table", all - shown))
+    let main = main_rows(s).len();
+    let mut out = Vec::new();
+    if main > shown {
+        out.push(format!("{} row(s) lack the figures", main - shown));
+    }
+    if all > main {
+        out.push(format!("{} variant row(s): see the table", all - main));
+    }
+    out
 }
 
 /// Draws `pts` (error bar, marker, label) in pixels (`px` maps chart coordinates to them)

@@ -5,7 +5,7 @@
 use plotters::prelude::*;
 
 use super::{
-    ci_footer, ex_axis, font, frame, legend, padded, variants_footer, Area, Entry, Msg as _, Swatch,
+    ci_footer, ex_axis, font, frame, legend, padded, rows_footer, Area, Entry, Msg as _, Swatch,
 };
 use crate::summary::SettingSummary;
 use crate::ReportOptions;
@@ -109,6 +109,6 @@ pub(crate) fn draw(
         shape: 0,
     });
     let mut footer = vec![ci_footer(opts)];
-    footer.extend(variants_footer(s, pts.len()));
+    footer.extend(rows_footer(s, pts.len()));
     legend(&side, "Method", &entries, &footer)
 }
