@@ -22,7 +22,8 @@ use crate::ReportOptions;
 ///   `flops` (`lo`, `hi` empty where there is no interval);
 /// - `level`: the interval's confidence level; `ci`: `t_over_seeds`,
 ///   `bootstrap_over_questions`, `paired_bootstrap`, `bootstrap_mcnemar`, or empty;
-/// - `seeds, questions`: what the figure rests on;
+/// - `seeds, questions`: what the figure rests on (`questions` empty for latency and FLOPs;
+///   `seeds` counts the ratios behind a latency);
 /// - `p, p_holm`: the paired test's p-value and its Holm correction (`delta_*` only).
 pub const CSV_COLUMNS: [&str; 20] = [
     "teacher",
@@ -95,7 +96,8 @@ struct Figure {
     interval: Option<Interval>,
     ci: &'static str,
     seeds: usize,
-    questions: usize,
+    /// Empty for figures that are not over questions (latency, FLOPs).
+    questions: Option<usize>,
     p: Option<(f64, f64)>,
 }
 
@@ -108,7 +110,7 @@ impl Figure {
             interval: Some(a.ci),
             ci: ci_name(a.method),
             seeds: a.seeds,
-            questions: a.questions,
+            questions: Some(a.questions),
             p: None,
         }
     }
@@ -124,7 +126,7 @@ impl Figure {
                 PairedTest::McNemarExact => "bootstrap_mcnemar",
             },
             seeds: d.paired.seeds,
-            questions: d.paired.questions,
+            questions: Some(d.paired.questions),
             p: Some((d.paired.p_value, d.p_holm)),
         }
     }
@@ -164,7 +166,7 @@ impl Writer<'_> {
             level,
             f.ci.to_string(),
             f.seeds.to_string(),
-            f.questions.to_string(),
+            f.questions.map(|q| q.to_string()).unwrap_or_default(),
             p,
             ph,
         ];
@@ -223,7 +225,7 @@ pub(crate) fn render(s: &Summary, opts: &ReportOptions) -> String {
                                 interval: l.ci,
                                 ci: if l.ci.is_some() { "t_over_seeds" } else { "" },
                                 seeds: l.n,
-                                questions: 0,
+                                questions: None,
                                 p: None,
                             },
                         );
@@ -241,7 +243,7 @@ pub(crate) fn render(s: &Summary, opts: &ReportOptions) -> String {
                             interval: None,
                             ci: "",
                             seeds: b.seeds.len(),
-                            questions: 0,
+                            questions: None,
                             p: None,
                         },
                     );
@@ -258,7 +260,7 @@ pub(crate) fn render(s: &Summary, opts: &ReportOptions) -> String {
                             interval: None,
                             ci: "",
                             seeds: c.seeds,
-                            questions: c.questions,
+                            questions: Some(c.questions),
                             p: None,
                         },
                     );
@@ -277,7 +279,7 @@ pub(crate) fn render(s: &Summary, opts: &ReportOptions) -> String {
                             interval: Some(a),
                             ci: "",
                             seeds: row.seeds().len(),
-                            questions: row.bench.values().map(|b| b.ex.questions).sum(),
+                            questions: Some(row.bench.values().map(|b| b.ex.questions).sum()),
                             p: None,
                         },
                     );

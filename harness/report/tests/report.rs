@@ -486,3 +486,30 @@ fn two_benchmarks_get_an_average_and_two_budgets_two_tables() {
         files.charts
     );
 }
+
+#[test]
+fn records_read_back_from_two_folders_give_the_same_report() {
+    let records = fixture::realistic();
+    let mut outs = Vec::new();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    for d in &dirs {
+        let run = d.path().join("some/run");
+        for l in &records {
+            kidbench_results::write_record(&run, &l.record, &l.verdicts).unwrap();
+        }
+        let loaded = kidbench_results::load_records(&[run.clone()]).unwrap();
+        assert_eq!(loaded.len(), records.len());
+        let o = ReportOptions {
+            timings: false,
+            ..opts()
+        };
+        write_report(&loaded, &run.join("report"), &o).unwrap();
+        outs.push(read_all(&run.join("report")));
+    }
+    assert_eq!(outs[0], outs[1]);
+    // The report does not name the folders it came from.
+    let root = dirs[0].path().display().to_string();
+    for (name, bytes) in &outs[0] {
+        assert!(!String::from_utf8_lossy(bytes).contains(&root), "{name}");
+    }
+}
