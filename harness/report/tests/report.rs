@@ -497,7 +497,7 @@ fn records_read_back_from_two_folders_give_the_same_report() {
         for l in &records {
             kidbench_results::write_record(&run, &l.record, &l.verdicts).unwrap();
         }
-        let loaded = kidbench_results::load_records(&[run.clone()]).unwrap();
+        let loaded = kidbench_results::load_records(std::slice::from_ref(&run)).unwrap();
         assert_eq!(loaded.len(), records.len());
         let o = ReportOptions {
             timings: false,
