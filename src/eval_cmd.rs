@@ -9,9 +9,9 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use kidbench_sql::benchmark::{find_database, Benchmark, Example, Split};
 use kidbench_sql::compare::CompareMode;
-use kidbench_sql::eval::{evaluate, summarize, EvalOptions, Pair, Summary, Verdict};
+use kidbench_sql::eval::{EvalOptions, Pair, Summary, Verdict};
 use kidbench_sql::exec::ExecOptions;
-use kidbench_sql::hardness::{classify, Hardness};
+use kidbench_sql::hardness::Hardness;
 
 use crate::paths::{shown, DataArgs};
 
@@ -121,18 +121,10 @@ pub fn options(mode: CompareMode, keep_distinct: bool, timeout_s: f64) -> Result
     })
 }
 
-/// Hardness of a gold query as a label; `unknown` when it does not parse.
-pub fn hardness_label(gold: &str) -> String {
-    classify(gold).map_or_else(|_| "unknown".to_string(), |h| h.to_string())
-}
-
-/// Evaluates in slices so a progress bar can move; each slice is parallel inside.
-pub fn evaluate_with_progress<R>(pairs: &[Pair], resolve: R, opts: &EvalOptions) -> Vec<Verdict>
-where
-    R: Fn(&str) -> PathBuf + Sync,
-{
-    let bar = if pairs.len() >= 2000 {
-        let b = ProgressBar::new(pairs.len() as u64);
+/// A bar over the pairs of a large evaluation (hidden for small ones).
+fn pairs_bar(n: usize) -> ProgressBar {
+    if n >= 2000 {
+        let b = ProgressBar::new(n as u64);
         b.set_style(
             ProgressStyle::with_template("{bar:40} {pos}/{len} pairs, {per_sec}, eta {eta}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -140,14 +132,7 @@ where
         b
     } else {
         ProgressBar::hidden()
-    };
-    let mut out = Vec::with_capacity(pairs.len());
-    for slice in pairs.chunks(1024) {
-        out.extend(evaluate(slice, &resolve, opts));
-        bar.inc(slice.len() as u64);
     }
-    bar.finish_and_clear();
-    out
 }
 
 pub fn run(args: &EvalArgs) -> Result<()> {
@@ -211,45 +196,42 @@ fn eval_benchmark(args: &EvalArgs, bench: &Benchmark, split: Split, pred: &Path)
         })
         .collect();
     let dirs = bench.database_dirs(split);
+    let suite = if args.metric.iter().any(|m| m == "ts") {
+        let dir = args.suite_dir.clone().unwrap_or_else(|| {
+            kidbench_testsuite::default_suite_dir(&args.data.roots().databases, bench.name())
+        });
+        Some(kidbench_testsuite::Suite::open_if_built(&dir)?.with_context(|| {
+            format!(
+                "--metric ts: no test suite in {} (build one with `kidbench testsuite build --benchmark {}`)",
+                dir.display(),
+                bench.name()
+            )
+        })?)
+    } else {
+        None
+    };
     let start = Instant::now();
-    let mut verdicts = evaluate_with_progress(
+    let bar = pairs_bar(pairs.len());
+    let scoring = kidbench_testsuite::score_pairs(
         &pairs,
         |db| {
             find_database(&dirs, db)
                 .unwrap_or_else(|| dirs[0].join(db).join(format!("{db}.sqlite")))
         },
         &opts,
+        suite.as_ref(),
+        Some(&bar),
     );
+    bar.finish_and_clear();
     let wall = start.elapsed();
-    for (v, e) in verdicts.iter_mut().zip(&examples) {
-        v.hardness = Some(hardness_label(&e.query));
-    }
-    let ts = if args.metric.iter().any(|m| m == "ts") {
-        let dir = args.suite_dir.clone().unwrap_or_else(|| {
-            kidbench_testsuite::default_suite_dir(&args.data.roots().databases, bench.name())
-        });
-        let suite = kidbench_testsuite::Suite::open_if_built(&dir)?.with_context(|| {
-            format!(
-                "--metric ts: no test suite in {} (build one with `kidbench testsuite build --benchmark {}`)",
-                dir.display(),
-                bench.name()
-            )
-        })?;
-        Some(kidbench_testsuite::ts_from_ex(
-            &pairs,
-            &verdicts,
-            Some(&suite),
-            &opts,
-        ))
-    } else {
-        None
-    };
+    let verdicts = &scoring.verdicts;
+    let ts = &scoring.ts;
     if let Some(out) = &args.out {
         write_records(
             out,
             pairs
                 .iter()
-                .zip(&verdicts)
+                .zip(verdicts)
                 .zip(&examples)
                 .enumerate()
                 .map(|(i, ((p, v), e))| {
@@ -267,15 +249,14 @@ fn eval_benchmark(args: &EvalArgs, bench: &Benchmark, split: Split, pred: &Path)
                 }),
         )?;
     }
-    let summary = summarize(&verdicts);
     print_report(
         &format!("{} ({split}), mode {}", bench.name(), mode.as_str()),
-        &summary,
-        &verdicts,
+        &scoring.summary,
+        verdicts,
         wall,
     );
-    print_difficulty(&examples, &verdicts);
-    if let Some(ts) = &ts {
+    print_difficulty(&examples, verdicts);
+    if let Some(ts) = ts {
         print_ts(&ts.summary);
     }
     Ok(())
@@ -319,28 +300,29 @@ fn eval_pairs(args: &EvalArgs, path: &Path, db_dir: &Path) -> Result<()> {
         args.timeout,
     )?;
     let start = Instant::now();
-    let mut verdicts = evaluate_with_progress(
+    let bar = pairs_bar(pairs.len());
+    let scoring = kidbench_testsuite::score_pairs(
         &pairs,
         |db| {
             find_database(&[db_dir.to_path_buf()], db)
                 .unwrap_or_else(|| db_dir.join(db).join(format!("{db}.sqlite")))
         },
         &opts,
+        None,
+        Some(&bar),
     );
+    bar.finish_and_clear();
     let wall = start.elapsed();
-    for (v, p) in verdicts.iter_mut().zip(&pairs) {
-        v.hardness = Some(hardness_label(&p.gold));
-    }
+    let verdicts = &scoring.verdicts;
     if let Some(out) = &args.out {
         write_records(
             out,
             ids.into_iter()
                 .zip(&pairs)
-                .zip(&verdicts)
+                .zip(verdicts)
                 .map(|((id, p), v)| record(id, p, v, None)),
         )?;
     }
-    let summary = summarize(&verdicts);
     print_report(
         &format!(
             "{} (db dir {}), mode {}",
@@ -348,8 +330,8 @@ fn eval_pairs(args: &EvalArgs, path: &Path, db_dir: &Path) -> Result<()> {
             shown(db_dir),
             opts.mode.as_str()
         ),
-        &summary,
-        &verdicts,
+        &scoring.summary,
+        verdicts,
         wall,
     );
     Ok(())

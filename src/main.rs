@@ -5,6 +5,7 @@ mod eval_cmd;
 mod paths;
 mod plugin_new;
 mod plugins_cmd;
+mod report_cmd;
 mod synth_cmd;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +21,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Score predictions by executing them (EX), from a benchmark or a pairs file.
@@ -29,9 +32,16 @@ enum Command {
     /// List the known benchmarks and whether their files are present.
     Benchmarks(synth_cmd::BenchmarksArgs),
     /// Train (or reuse) a teacher, train one student per method, score both on the dev split.
-    Run(kidbench_train::RunArgs),
+    Run(kidbench_run::RunArgs),
+    /// Run a grid of runs from a sweep file (resumable; one method per cell).
+    Sweep(kidbench_run::sweep::SweepArgs),
+    /// Tables with confidence intervals and charts from run or sweep folders.
+    Report(report_cmd::ReportArgs),
+    /// Compare two run or sweep folders; exits non-zero on a significant accuracy drop or a
+    /// latency growth (the regression gate).
+    Compare(report_cmd::CompareArgs),
     /// Fine-tune a teacher with SFT and cache it (keyed by model, data and config).
-    Teacher(kidbench_train::TeacherArgs),
+    Teacher(kidbench_run::TeacherArgs),
     /// List the KD method plugins found, with their parameters and any load failures.
     Plugins(plugins_cmd::PluginsArgs),
     /// Write KD method plugins.
@@ -77,46 +87,15 @@ fn main() -> anyhow::Result<()> {
             cmd: PluginCmd::New(a),
         } => plugin_new::run(a),
         Command::Run(a) => {
-            let s = kidbench_train::run(a)?;
-            println!("results: {}", s.dir.display());
-            let teacher = if s.teacher_reused {
-                "cached"
-            } else {
-                "trained"
-            };
-            let scores = |label: &str, sc: &kidbench_train::run::ModelScore| {
-                let ts = sc.ts.map(|t| format!(", TS {:.1}%", 100.0 * t));
-                format!("{label} EX {:.1}%{}", 100.0 * sc.ex, ts.unwrap_or_default())
-            };
-            println!("{}", scores(&format!("teacher ({teacher})"), &s.teacher));
-            if let Some(i) = &s.student_init {
-                println!("{}", scores("student_init", i));
-            }
-            for m in &s.methods {
-                let name = if m.params.is_empty() {
-                    m.name.clone()
-                } else {
-                    format!("{}:{}", m.name, m.params)
-                };
-                match &m.score {
-                    Some(sc) => println!(
-                        "{}{}",
-                        scores(&name, sc),
-                        m.latency_vs_sft
-                            .map(|l| format!(", latency {l:.2}x SFT"))
-                            .unwrap_or_default()
-                    ),
-                    None => println!(
-                        "{name} FAILED: {}",
-                        m.error.as_deref().unwrap_or("unknown error")
-                    ),
-                }
-            }
-            println!("table: {}", s.dir.join("results.md").display());
+            let s = kidbench_run::run(a)?;
+            report_cmd::print_run(&s);
             Ok(())
         }
+        Command::Sweep(a) => report_cmd::sweep(a),
+        Command::Report(a) => report_cmd::report(a),
+        Command::Compare(a) => report_cmd::compare(a),
         Command::Teacher(a) => {
-            let t = kidbench_train::teacher(a)?;
+            let t = kidbench_run::teacher(a)?;
             let how = if t.reused { "cached" } else { "trained" };
             println!("teacher {} ({how})", t.dir.display());
             Ok(())

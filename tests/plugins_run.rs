@@ -378,8 +378,8 @@ fn plugins_run_with_budgets_and_without_sft() {
     // no sft in the run: no latency relative to it
     assert!(!rows.keys().any(|k| k.3 == "latency_vs_sft"), "{rows:?}");
     let cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
-    assert_eq!(cfg["student"]["train"]["time_budget_seconds"], 2.0);
+        serde_json::from_str(&std::fs::read_to_string(dir.join("plan.json")).unwrap()).unwrap();
+    assert_eq!(cfg["plan"]["student"]["train"]["time_budget_seconds"], 2.0);
     let md = std::fs::read_to_string(dir.join("results.md")).unwrap();
     assert!(md.contains("a 2 s training budget"), "{md}");
     assert!(md.contains("| rkd | – |"), "{md}");

@@ -7,4 +7,5 @@ mod doctor;
 mod plugin_new;
 mod plugins;
 mod plugins_run;
+mod sweep;
 mod synth_check;

@@ -43,7 +43,8 @@ pub struct RecordKey {
     pub role: Role,
     /// Method name (`sft`, `kid`, ...); `teacher` / `student_init` for those roles.
     pub method: String,
-    /// The method's parameters with every default filled in, as `key -> value` text.
+    /// The method's parameters that differ from its defaults, in canonical text (`0.30` is
+    /// `0.3`; a parameter given at its default is left out), so equal settings are equal keys.
     pub params: BTreeMap<String, String>,
     pub seed: u64,
     pub benchmark: String,

@@ -183,6 +183,10 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../../benchmarks/bird-dev-noek.toml"),
     ),
     ("synth.toml", include_str!("../../../benchmarks/synth.toml")),
+    (
+        "synth-fit.toml",
+        include_str!("../../../benchmarks/synth-fit.toml"),
+    ),
 ];
 
 /// All known benchmarks: the shipped ones, overridden or extended by user folders.

@@ -110,6 +110,12 @@ pub fn level(c1: u32, c2: u32, others: u32) -> Hardness {
     }
 }
 
+/// The hardness of a gold query as a label (`easy`, `medium`, `hard`, `extra`), or `unknown`
+/// when it does not parse: the label every kidbench command gives a verdict.
+pub fn label(sql: &str) -> String {
+    classify(sql).map_or_else(|_| "unknown".to_string(), |h| h.to_string())
+}
+
 /// Spider's difficulty level of a SQL query.
 pub fn classify(sql: &str) -> Result<Hardness, HardnessError> {
     Ok(components(sql)?.level())

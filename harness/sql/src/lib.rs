@@ -21,6 +21,9 @@ pub mod value;
 
 pub use value::{ResultSet, Value};
 
+/// The evaluator's version: part of every run plan, since its comparison rules decide EX.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// Why a query did not produce a comparable result. Counted per cause in every report.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,

@@ -24,6 +24,7 @@ pub mod check;
 pub mod error;
 pub mod fuzz;
 pub mod neighbours;
+pub mod score;
 pub mod verdict;
 
 use std::collections::BTreeMap;
@@ -34,6 +35,7 @@ use kidbench_sql::benchmark::{Benchmark, Registry, Roots, Split};
 pub use build::{build_suite, BuildConfig, Manifest, SchemaGolds, SchemaManifest};
 pub use error::TestsuiteError;
 pub use kidbench_sql::eval::{EvalOptions, Pair};
+pub use score::{score_pairs, Scoring};
 pub use verdict::{evaluate_ts, ts_from_ex, Suite, TsReport, TsSummary, TsVerdict};
 
 /// Where a benchmark's suite lives by default: `<databases>/testsuites/<benchmark>/`.

@@ -45,9 +45,11 @@ pub fn open(
         databases: databases_dir.to_path_buf(),
     };
     let bench = registry.open(name, &roots)?;
-    if bench.name() == "synth" {
+    // synth-fit reads synth's files: generated the same way.
+    if matches!(bench.name(), "synth" | "synth-fit") {
         let out = databases_dir.join("synth");
         let suite_dir = kidbench_testsuite::default_suite_dir(databases_dir, "synth");
+        let synth = registry.open("synth", &roots)?;
         let cfg = kidbench_synth::SynthConfig::default();
         let quick =
             kidbench_synth::is_current(&out, &cfg) && suite_dir.join("manifest.json").is_file();
@@ -64,7 +66,7 @@ pub fn open(
                 generated = true;
             }
             if generated || !suite_dir.join("manifest.json").is_file() {
-                build_synth_suite(&bench, &suite_dir, progress)?;
+                build_synth_suite(&synth, &suite_dir, progress)?;
             }
         }
     }
@@ -100,12 +102,12 @@ fn build_synth_suite(bench: &Benchmark, dir: &Path, progress: bool) -> anyhow::R
 
 /// A lock held by creating a file exclusively; a lock whose process is gone (Linux: no
 /// `/proc/<pid>`) is taken over; otherwise waits up to 30 minutes.
-struct LockFile {
+pub struct LockFile {
     path: PathBuf,
 }
 
 impl LockFile {
-    fn acquire(path: &Path) -> anyhow::Result<LockFile> {
+    pub fn acquire(path: &Path) -> anyhow::Result<LockFile> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }

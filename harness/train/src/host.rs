@@ -28,7 +28,7 @@ use kidbench_plugin_host::{
 use tch::{Device, Tensor};
 
 use crate::data::{collate, Example};
-use crate::trainer::{CausalLm, Timings};
+use crate::parts::{CausalLm, Timings, TokenCounts};
 
 /// The token ids the host needs: padding, EOS, the mask token (kid) and the generator's stop ids.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +98,8 @@ pub struct TrainHost<'a> {
     sample_calls: u64,
     /// Time per part (student, teacher and sampling are filled by the calls here).
     pub timings: Timings,
+    /// Tokens per kind of model call (the compute ledger).
+    pub counts: TokenCounts,
 }
 
 impl<'a> TrainHost<'a> {
@@ -117,6 +119,7 @@ impl<'a> TrainHost<'a> {
             seed: 0,
             sample_calls: 0,
             timings: Timings::default(),
+            counts: TokenCounts::default(),
         }
     }
 
@@ -220,9 +223,24 @@ impl TrainHost<'_> {
         }
         .with_context(|| format!("{model:?} forward"));
         let s = t.elapsed().as_secs_f64();
+        let n = mask
+            .f_sum(tch::Kind::Int64)
+            .and_then(|t| t.f_int64_value(&[]))
+            .unwrap_or(0)
+            .max(0) as u64;
         match model {
-            Model::Student => self.timings.student_forward_backward += s,
-            Model::Teacher => self.timings.teacher_forward += s,
+            Model::Student => {
+                self.timings.student_forward_backward += s;
+                if grad {
+                    self.counts.student_backward += n;
+                } else {
+                    self.counts.student_forward += n;
+                }
+            }
+            Model::Teacher => {
+                self.timings.teacher_forward += s;
+                self.counts.teacher_forward += n;
+            }
         }
         out
     }
@@ -258,6 +276,11 @@ impl HostServices for TrainHost<'_> {
             .with_context(|| format!("sampling from the {model:?}"));
         self.timings.sampling += t.elapsed().as_secs_f64();
         let out = out?;
+        let generated: u64 = out.tokens.iter().map(|t| t.len() as u64).sum();
+        match model {
+            Model::Student => self.counts.student_sampled += generated,
+            Model::Teacher => self.counts.teacher_sampled += generated,
+        }
         anyhow::ensure!(
             out.tokens.len() == self.prompts.len(),
             "the generator returned {} sequences for {} prompts",

@@ -1,5 +1,5 @@
-//! `kidbench-train`: model presets, the trainer (resumable, deterministic on CPU), the teacher
-//! cache and the `kidbench run` pipeline.
+//! `kidbench-train`: model presets, the trainer (resumable, deterministic on CPU), its host
+//! services and optimizer. The `kidbench run` pipeline built on it lives in `kidbench-run`.
 //!
 //! Every method, SFT included, is a KD plugin driven through the `kidbench-plugin-host`
 //! boundary: the plugin says which data a micro-batch needs and turns logits into a loss; the
@@ -15,13 +15,9 @@ pub mod host;
 pub mod lm;
 pub mod method;
 pub mod optim;
+pub mod parts;
 pub mod presets;
-pub mod run;
+pub mod progress;
 pub mod trainer;
 
 pub use error::TrainError;
-
-pub use run::{
-    run, teacher, Budget, CommonArgs, MethodSummary, RunArgs, RunSummary, TeacherArgs,
-    TeacherSummary,
-};

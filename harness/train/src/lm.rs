@@ -11,8 +11,8 @@ use kidbench_tokenizer::SqlTokenizer;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
+use crate::parts::CausalLm;
 use crate::presets::{scratch_config_json, Resolved, ScratchSpec};
-use crate::trainer::CausalLm;
 
 /// A model and the store holding its parameters.
 pub struct Lm {

@@ -24,41 +24,16 @@ use sha2::{Digest, Sha256};
 use tch::nn::VarStore;
 use tch::Tensor;
 
-use kidbench_model::{GenerationConfig, GenerationOutput};
 use kidbench_plugin_host::{
     BatchTensors, DataSource, HostServices, LossInput, Model, PluginMethod, SampledBatch, StepInfo,
 };
+
+pub use crate::parts::{CausalLm, Timings, TokenCounts};
 
 use crate::data::{collate, DataOrder, Example};
 use crate::host::{step_seed, TokenIds, TrainHost};
 use crate::optim::{lr_at, lr_at_fraction, AdamW, AdamWConfig};
 use crate::TrainError;
-
-/// A causal language model as the trainer sees it: `[B, T]` ids + mask → `[B, T, V]` logits,
-/// and (for methods that sample) batched generation from prompts.
-pub trait CausalLm {
-    fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor) -> anyhow::Result<Tensor>;
-
-    /// Logits that need only be right where `rows` `[B, T]` is nonzero (the loss rows); a model
-    /// may leave the other rows 0 to skip most of its LM head. By default, [`Self::forward`].
-    fn forward_rows(
-        &self,
-        input_ids: &Tensor,
-        attention_mask: &Tensor,
-        _rows: &Tensor,
-    ) -> anyhow::Result<Tensor> {
-        self.forward(input_ids, attention_mask)
-    }
-
-    /// Completes `prompts` (token ids, BOS + prompt each) with `cfg`.
-    fn generate(
-        &self,
-        _prompts: &[Vec<i64>],
-        _cfg: &GenerationConfig,
-    ) -> anyhow::Result<GenerationOutput> {
-        anyhow::bail!("this model cannot generate (a method asked for samples)")
-    }
-}
 
 /// Warmup share of a time budget (the step schedule warms up over 5 % of the steps too).
 pub const TIME_WARMUP_FRACTION: f64 = 0.05;
@@ -151,31 +126,6 @@ pub struct TrainOptions {
     pub stop_after: Option<usize>,
 }
 
-/// Seconds spent per part of a step, summed over the run (this process only).
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
-pub struct Timings {
-    /// Building the ground-truth batches.
-    pub batch: f64,
-    /// Student forwards (with or without grad, the host's and the method's), the method's loss
-    /// computation, and backward.
-    pub student_forward_backward: f64,
-    /// Teacher forwards (the host's and the method's).
-    pub teacher_forward: f64,
-    /// Generation (student or teacher samples).
-    pub sampling: f64,
-    /// Clipping and the AdamW update.
-    pub optimizer: f64,
-    /// The rest: data requests, metrics, progress, checkpoints.
-    pub other: f64,
-}
-
-impl Timings {
-    /// Everything but student, teacher and sampling (`batch + optimizer + other`).
-    pub fn other_total(&self) -> f64 {
-        self.batch + self.optimizer + self.other
-    }
-}
-
 /// What a finished (or stopped) run reports.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TrainReport {
@@ -190,6 +140,8 @@ pub struct TrainReport {
     pub target_tokens: i64,
     pub tokens_per_second: f64,
     pub timings: Timings,
+    /// Tokens per kind of model call over the whole run (before a resume too).
+    pub token_counts: TokenCounts,
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -201,6 +153,9 @@ struct CheckpointMeta {
     last_loss: f64,
     config: TrainConfig,
     state_sha256: String,
+    /// The ledger up to this step (absent in checkpoints of older kidbench: zeros).
+    #[serde(default)]
+    token_counts: TokenCounts,
 }
 
 const STATE_FILE: &str = "state.safetensors";
@@ -238,14 +193,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-fn save_checkpoint(
-    dir: &Path,
-    adam: &AdamW,
+/// Where a run stands when it is checkpointed.
+struct Progress<'a> {
     step: usize,
     train_seconds: f64,
     last_loss: f64,
-    cfg: &TrainConfig,
-) -> Result<(), TrainError> {
+    token_counts: TokenCounts,
+    cfg: &'a TrainConfig,
+}
+
+fn save_checkpoint(dir: &Path, adam: &AdamW, at: &Progress<'_>) -> Result<(), TrainError> {
+    let (step, cfg) = (at.step, at.cfg);
     let io = |p: &Path, e: std::io::Error| ckpt_err(p, format!("cannot write: {e}"));
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let final_dir = dir.join(format!("step-{step}"));
@@ -270,10 +228,11 @@ fn save_checkpoint(
         format: 1,
         step,
         adam_t: adam.t,
-        train_seconds,
-        last_loss,
+        train_seconds: at.train_seconds,
+        last_loss: at.last_loss,
         config: cfg.clone(),
         state_sha256: sha256_file(&state).map_err(|e| io(&state, e))?,
+        token_counts: at.token_counts,
     };
     let meta_path = tmp.join(META_FILE);
     let json = serde_json::to_vec_pretty(&meta).map_err(|e| ckpt_err(&meta_path, e.to_string()))?;
@@ -375,6 +334,34 @@ pub fn train(
     cfg: &TrainConfig,
     opts: &TrainOptions,
 ) -> anyhow::Result<TrainReport> {
+    train_with_hook(
+        vs,
+        student,
+        teacher,
+        method,
+        data,
+        tokens,
+        cfg,
+        opts,
+        &mut |_| Ok(()),
+    )
+}
+
+/// [`train`], calling `after_step(steps_done)` after every optimizer step, before that step's
+/// checkpoint (e.g. to score a learning-curve point). The hook's time is not training time: it
+/// counts neither in `train_seconds` nor against a time budget.
+#[allow(clippy::too_many_arguments)]
+pub fn train_with_hook(
+    vs: &VarStore,
+    student: &dyn CausalLm,
+    teacher: Option<&dyn CausalLm>,
+    method: &PluginMethod,
+    data: &[Example],
+    tokens: &TokenIds,
+    cfg: &TrainConfig,
+    opts: &TrainOptions,
+    after_step: &mut dyn FnMut(usize) -> anyhow::Result<()>,
+) -> anyhow::Result<TrainReport> {
     cfg.validate()?;
     let device = vs.device();
     let mut order = if cfg.group_by_length {
@@ -389,6 +376,7 @@ pub fn train(
     let mut prior_seconds = 0.0;
     let mut resumed_from = None;
     let mut last_loss = f64::NAN;
+    let mut prior_counts = TokenCounts::default();
     if let (true, Some(dir)) = (opts.resume, opts.checkpoint_dir.as_deref()) {
         if let Some(ckpt) = latest_checkpoint(dir)? {
             let meta = load_checkpoint(&ckpt, &mut adam)?;
@@ -403,6 +391,7 @@ pub fn train(
             start = meta.step;
             prior_seconds = meta.train_seconds;
             last_loss = meta.last_loss;
+            prior_counts = meta.token_counts;
             resumed_from = Some(meta.step);
         }
     }
@@ -429,31 +418,23 @@ pub fn train(
     };
 
     let budget = cfg.time_budget_seconds;
-    let bar = if !opts.progress {
-        indicatif::ProgressBar::hidden()
-    } else if let Some(b) = budget {
-        // a time budget: the bar counts seconds
-        indicatif::ProgressBar::new(b.ceil() as u64)
-    } else {
-        indicatif::ProgressBar::new(cfg.steps as u64)
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(opts.label.clone());
+    // with a time budget the bar counts seconds
+    let len = budget.map_or(cfg.steps as u64, |b| b.ceil() as u64);
+    let bar = crate::progress::bar(len, &opts.label, !opts.progress);
     bar.set_position(match budget {
         Some(_) => prior_seconds as u64,
         None => start as u64,
     });
 
     let mut host = TrainHost::new(student, teacher, tokens, device);
+    host.counts = prior_counts;
     let mut tokens_seen = 0i64;
     let mut target_tokens = 0i64;
     let t0 = Instant::now();
     let end = opts.stop_after.map_or(cfg.steps, |s| s.min(cfg.steps));
-    let spent = |t0: &Instant| prior_seconds + t0.elapsed().as_secs_f64();
+    // Seconds spent in `after_step`, which are not training time.
+    let mut paused = 0.0f64;
+    let spent = |t0: &Instant, paused: f64| prior_seconds + t0.elapsed().as_secs_f64() - paused;
     let mut done = start;
 
     for step in start..end {
@@ -464,12 +445,19 @@ pub fn train(
                 cfg.steps as u64,
             ),
             Some(b) => {
-                let frac = spent(&t0) / b;
+                let frac = spent(&t0, paused) / b;
                 if frac >= 1.0 {
                     // The budget ran out after the previous step's own check: that step is
                     // the last one, and a last step is always checkpointed.
                     if let (true, Some(dir)) = (done > start, opts.checkpoint_dir.as_deref()) {
-                        save_checkpoint(dir, &adam, done, spent(&t0), last_loss, cfg)?;
+                        let at = Progress {
+                            step: done,
+                            train_seconds: spent(&t0, paused),
+                            last_loss,
+                            token_counts: host.counts,
+                            cfg,
+                        };
+                        save_checkpoint(dir, &adam, &at)?;
                     }
                     break;
                 }
@@ -583,12 +571,12 @@ pub fn train(
         let tm = Instant::now();
         last_loss = step_loss;
         done = step + 1;
-        let elapsed = t0.elapsed().as_secs_f64();
-        let out_of_time = budget.is_some_and(|b| spent(&t0) >= b);
+        let elapsed = t0.elapsed().as_secs_f64() - paused;
+        let out_of_time = budget.is_some_and(|b| spent(&t0, paused) >= b);
         let last = done == cfg.steps || out_of_time;
         let tps = tokens_seen as f64 / elapsed.max(1e-9);
         bar.set_position(match budget {
-            Some(_) => spent(&t0) as u64,
+            Some(_) => spent(&t0, paused) as u64,
             None => done as u64,
         });
         bar.set_message(format!("step {done} loss {step_loss:.4} {tps:.0} tok/s"));
@@ -605,17 +593,29 @@ pub fn train(
                 writeln!(f, "{line}").context("writing metrics")?;
             }
         }
+        host.timings.other += tm.elapsed().as_secs_f64();
+        let th = Instant::now();
+        after_step(done)?;
+        paused += th.elapsed().as_secs_f64();
+        let tc = Instant::now();
         let is_ckpt = (cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0) || last;
         if let (true, Some(dir)) = (is_ckpt, opts.checkpoint_dir.as_deref()) {
-            save_checkpoint(dir, &adam, done, spent(&t0), last_loss, cfg)?;
+            let at = Progress {
+                step: done,
+                train_seconds: spent(&t0, paused),
+                last_loss,
+                token_counts: host.counts,
+                cfg,
+            };
+            save_checkpoint(dir, &adam, &at)?;
         }
-        host.timings.other += tm.elapsed().as_secs_f64();
+        host.timings.other += tc.elapsed().as_secs_f64();
         if last {
             break;
         }
     }
     bar.finish_and_clear();
-    let elapsed = t0.elapsed().as_secs_f64();
+    let elapsed = t0.elapsed().as_secs_f64() - paused;
     Ok(TrainReport {
         method: method.name().to_string(),
         steps_done: done,
@@ -626,5 +626,6 @@ pub fn train(
         target_tokens,
         tokens_per_second: tokens_seen as f64 / elapsed.max(1e-9),
         timings: host.timings,
+        token_counts: host.counts,
     })
 }

@@ -99,26 +99,3 @@ fn method_lists_split_on_commas_but_keep_parameters_together() {
     assert!(e.contains("listed twice"), "{e}");
     assert!(method::parse_specs(&v(&[","])).is_err());
 }
-
-#[test]
-fn budgets_parse() {
-    use kidbench_train::Budget;
-    assert_eq!("steps=20".parse::<Budget>(), Ok(Budget::Steps(20)));
-    assert_eq!("time=90".parse::<Budget>(), Ok(Budget::Time(90.0)));
-    assert_eq!("time=90s".parse::<Budget>(), Ok(Budget::Time(90.0)));
-    assert_eq!("time=5m".parse::<Budget>(), Ok(Budget::Time(300.0)));
-    assert_eq!("time=1.5h".parse::<Budget>(), Ok(Budget::Time(5400.0)));
-    for bad in [
-        "time=0",
-        "time=-3",
-        "time=abc",
-        "time=5d",
-        "steps=0",
-        "steps=1.5",
-        "5m",
-        "epochs=2",
-    ] {
-        assert!(bad.parse::<Budget>().is_err(), "{bad}");
-    }
-    assert_eq!(Budget::Time(300.0).to_string(), "time=300s");
-}

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use kidbench_train::run::{CommonArgs, RunArgs, CSV_HEADER};
+use kidbench_run::{CommonArgs, RunArgs, CSV_HEADER};
 
 fn workspace_databases() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../databases")
@@ -39,11 +39,11 @@ fn mini_run_writes_all_result_files() {
     std::env::set_var("KIDBENCH_HOME", home.path());
     let out = tempfile::tempdir().unwrap();
     let args = mini(out.path());
-    let s = kidbench_train::run(&args).expect("mini run");
+    let s = kidbench_run::run(&args).expect("mini run");
     assert!(!s.teacher_reused);
     let dir = &s.dir;
     for f in [
-        "config.json",
+        "plan.json",
         "versions.json",
         "databases.sha256.json",
         "metrics/teacher.jsonl",
@@ -92,7 +92,7 @@ fn mini_run_writes_all_result_files() {
             .all(|v| v.as_str().is_some_and(|h| h.len() == 64))));
 
     // The second run reuses the cached teacher.
-    let s2 = kidbench_train::run(&args).expect("second mini run");
+    let s2 = kidbench_run::run(&args).expect("second mini run");
     assert!(s2.teacher_reused);
     assert_eq!(s2.teacher.ex, s.teacher.ex);
     assert!(s2.student_init.is_none());
@@ -100,14 +100,14 @@ fn mini_run_writes_all_result_files() {
     // --student-warmup: every student starts from the student preset after that many SFT
     // steps (cached), scored as student_init. With a negligible learning rate the SFT student
     // is that model, so it writes the same SQL; from the random initialization it does not.
-    let sql = |s: &kidbench_train::run::RunSummary, m: &str| {
+    let sql = |s: &kidbench_run::RunSummary, m: &str| {
         std::fs::read_to_string(s.dir.join(format!("predictions/{m}.sql"))).unwrap()
     };
     let mut frozen = mini(out.path());
     frozen.lr = Some(1e-12);
-    let cold = kidbench_train::run(&frozen).expect("run without warm-up");
+    let cold = kidbench_run::run(&frozen).expect("run without warm-up");
     frozen.student_warmup = Some(30);
-    let warm = kidbench_train::run(&frozen).expect("warm-started run");
+    let warm = kidbench_run::run(&frozen).expect("warm-started run");
     assert!(warm.student_init.is_some());
     assert_eq!(sql(&warm, "student_init"), sql(&warm, "sft"));
     assert_ne!(sql(&cold, "sft"), sql(&warm, "sft"));
@@ -123,7 +123,7 @@ fn mini_run_writes_all_result_files() {
     assert!(md.contains("after 30 SFT steps"), "{md}");
 
     // Bad inputs.
-    let err = |a: &RunArgs| format!("{:#}", kidbench_train::run(a).unwrap_err());
+    let err = |a: &RunArgs| format!("{:#}", kidbench_run::run(a).unwrap_err());
     let mut a = mini(out.path());
     a.common.benchmark = "nope".into();
     let e = err(&a);
@@ -173,6 +173,6 @@ fn incompatible_tokenizers_are_refused() {
     args.teacher_dir = Some(a);
     args.student = "tinyllama-1.1b".into();
     args.student_dir = Some(b);
-    let e = format!("{:#}", kidbench_train::run(&args).unwrap_err());
+    let e = format!("{:#}", kidbench_run::run(&args).unwrap_err());
     assert!(e.contains("tokenizers are incompatible"), "{e}");
 }

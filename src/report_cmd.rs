@@ -1,0 +1,179 @@
+//! `kidbench sweep`, `kidbench report` and `kidbench compare`, and what `kidbench run` prints.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use kidbench_run::{MethodResult, ModelScore, RunSummary};
+
+/// `kidbench report`.
+#[derive(clap::Args)]
+pub struct ReportArgs {
+    /// Run folders or sweep folders (they hold records/<label>.json).
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// Where report.md, report.csv and charts/ go (default: the first folder's report/).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The method every other is compared with.
+    #[arg(long, default_value = "sft")]
+    pub baseline: String,
+    /// Confidence level of the intervals.
+    #[arg(long, default_value_t = 0.95)]
+    pub level: f64,
+    /// Bootstrap resamples.
+    #[arg(long, default_value_t = 2000)]
+    pub resamples: usize,
+    /// Leave out every timing-derived figure (latency, Pareto chart): the report of a sweep is
+    /// then the same bytes however often, and wherever, it ran.
+    #[arg(long)]
+    pub no_timings: bool,
+    /// Do not convert the SVG charts to PNG (with rsvg-convert, when it is installed).
+    #[arg(long)]
+    pub no_png: bool,
+}
+
+/// `kidbench compare`.
+#[derive(clap::Args)]
+pub struct CompareArgs {
+    /// The baseline: a run folder or a sweep folder.
+    pub baseline: PathBuf,
+    /// The new results to check against it.
+    pub new: PathBuf,
+    /// Significance level of the paired test on per-question verdicts.
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+    /// Largest EX drop, in points, tolerated even when significant.
+    #[arg(long, default_value_t = 1.0)]
+    pub max_ex_drop: f64,
+    /// Largest growth of a method's latency relative to SFT (measured in the same run), as a
+    /// fraction (0.10 = 10 %).
+    #[arg(long, default_value_t = 0.10)]
+    pub max_latency_growth: f64,
+    /// Also write the comparison table (markdown) to this file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+fn report_options(a: &ReportArgs) -> kidbench_report::ReportOptions {
+    kidbench_report::ReportOptions {
+        level: a.level,
+        resamples: a.resamples,
+        baseline: a.baseline.clone(),
+        timings: !a.no_timings,
+        png: !a.no_png,
+        ..kidbench_report::ReportOptions::default()
+    }
+}
+
+/// Writes the report of `dirs` into `out`; returns the markdown path.
+fn write_report(
+    dirs: &[PathBuf],
+    out: &std::path::Path,
+    opts: &kidbench_report::ReportOptions,
+) -> anyhow::Result<PathBuf> {
+    let records = kidbench_results::load_records(dirs)?;
+    let files = kidbench_report::write_report(&records, out, opts)
+        .with_context(|| format!("writing the report into {}", out.display()))?;
+    for n in &files.notes {
+        eprintln!("kidbench: report: {n}");
+    }
+    Ok(files.markdown)
+}
+
+pub fn report(a: &ReportArgs) -> anyhow::Result<()> {
+    let out = a.out.clone().unwrap_or_else(|| a.dirs[0].join("report"));
+    let md = write_report(&a.dirs, &out, &report_options(a))?;
+    println!("report: {}", md.display());
+    Ok(())
+}
+
+pub fn compare(a: &CompareArgs) -> anyhow::Result<()> {
+    let base = kidbench_results::load_records(std::slice::from_ref(&a.baseline))
+        .with_context(|| format!("reading the baseline {}", a.baseline.display()))?;
+    let new = kidbench_results::load_records(std::slice::from_ref(&a.new))
+        .with_context(|| format!("reading the new results {}", a.new.display()))?;
+    let opts = kidbench_compare::CompareOptions {
+        alpha: a.alpha,
+        max_ex_drop: a.max_ex_drop,
+        max_latency_growth: a.max_latency_growth,
+        ..kidbench_compare::CompareOptions::default()
+    };
+    let c = kidbench_compare::compare(&base, &new, &opts)?;
+    let md = c.to_markdown();
+    print!("{md}");
+    if let Some(p) = &a.out {
+        std::fs::write(p, &md).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if c.passed() {
+        println!("compare: passed");
+        Ok(())
+    } else {
+        for f in c.failures() {
+            eprintln!("compare: FAILED: {f}");
+        }
+        std::process::exit(1);
+    }
+}
+
+pub fn sweep(a: &kidbench_run::sweep::SweepArgs) -> anyhow::Result<()> {
+    let s = kidbench_run::sweep::sweep(a)?;
+    if a.list || a.prepare {
+        return Ok(());
+    }
+    println!(
+        "sweep {}: {} cells, {} trained now, {} done before, {} failed",
+        s.dir.display(),
+        s.cells,
+        s.trained,
+        s.skipped_done,
+        s.failed.len()
+    );
+    for (i, e) in &s.failed {
+        println!("  cell {i} failed: {}", e.lines().next().unwrap_or(""));
+    }
+    if a.cell.is_none() {
+        let opts = kidbench_report::ReportOptions::default();
+        let md = write_report(std::slice::from_ref(&s.dir), &s.dir.join("report"), &opts)?;
+        println!("report: {}", md.display());
+    }
+    Ok(())
+}
+
+fn score_line(label: &str, sc: &ModelScore) -> String {
+    let ts = sc.ts.map(|t| format!(", TS {:.1}%", 100.0 * t));
+    format!("{label} EX {:.1}%{}", 100.0 * sc.ex, ts.unwrap_or_default())
+}
+
+/// What `kidbench run` prints: one line per model, then where the tables are.
+pub fn print_run(s: &RunSummary) {
+    println!("results: {}", s.dir.display());
+    let teacher = if s.teacher_reused {
+        "cached"
+    } else {
+        "trained"
+    };
+    println!(
+        "{}",
+        score_line(&format!("teacher ({teacher})"), &s.teacher)
+    );
+    if let Some(i) = &s.student_init {
+        println!("{}", score_line("student_init", i));
+    }
+    for m in &s.methods {
+        match &m.result {
+            MethodResult::Ok {
+                score,
+                latency_vs_sft,
+                ..
+            } => println!(
+                "{}{}",
+                score_line(&m.spec(), score),
+                latency_vs_sft
+                    .map(|l| format!(", latency {l:.2}x SFT"))
+                    .unwrap_or_default()
+            ),
+            MethodResult::Failed { error } => println!("{} FAILED: {error}", m.spec()),
+        }
+    }
+    println!("table: {}", s.dir.join("results.md").display());
+}
