@@ -10,3 +10,6 @@ cargo build --workspace --locked
 # The cdylibs exist now: the plugin host tests need not build them again (a nested build with
 # a narrower package set would recompile dependencies with other features).
 KIDBENCH_SKIP_PLUGIN_BUILD=1 cargo test --workspace --locked "$@"
+# The regression gate: the smoke sweep against the committed baseline, and proof that it can fail
+# (docs/PROTOCOL.md). After the tests, so that nothing runs beside its timed cells.
+bash scripts/gate.sh
