@@ -132,7 +132,10 @@ pub fn sweep(a: &kidbench_run::sweep::SweepArgs) -> anyhow::Result<()> {
         println!("  cell {i} failed: {}", e.lines().next().unwrap_or(""));
     }
     if a.cell.is_none() {
-        let opts = kidbench_report::ReportOptions::default();
+        let opts = kidbench_report::ReportOptions {
+            png: true,
+            ..kidbench_report::ReportOptions::default()
+        };
         let md = write_report(std::slice::from_ref(&s.dir), &s.dir.join("report"), &opts)?;
         println!("report: {}", md.display());
     }

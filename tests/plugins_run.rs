@@ -224,6 +224,46 @@ fn plugins_run_all_seven_methods_and_write_their_results() {
         0.0
     );
     assert!(rows.keys().any(|k| k.0 == "teacher" && k.3 == "ts"));
+    // the compute ledger: which model saw which tokens
+    let tok = |m: &str, p: &str, k: &str| get(&rows, m, p, "all", k);
+    assert!(tok("sft", "", "student_backward_tokens") > 0.0);
+    for k in [
+        "student_forward_tokens",
+        "teacher_forward_tokens",
+        "sampled_tokens",
+    ] {
+        assert_eq!(tok("sft", "", k), 0.0, "sft {k}");
+    }
+    for m in ["fkd", "rkd"] {
+        // the teacher reads exactly the batches the student trains on
+        assert_eq!(
+            tok(m, "", "teacher_forward_tokens"),
+            tok(m, "", "student_backward_tokens"),
+            "{m}"
+        );
+        assert_eq!(tok(m, "", "sampled_tokens"), 0.0);
+    }
+    let kid_p = "alpha=0.3,strategy=hard";
+    // kid: the masked pass (and the entropy pass of `hard`) has no gradient; the teacher reads
+    // the imperfect sequences, the same tokens as the student's one trained pass
+    assert!(tok("kid", kid_p, "student_forward_tokens") > 0.0);
+    assert_eq!(
+        tok("kid", kid_p, "teacher_forward_tokens"),
+        tok("kid", kid_p, "student_backward_tokens")
+    );
+    assert!(tok("fdistill", "max_new_tokens=24", "sampled_tokens") > 0.0);
+    let rec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("records/sft.json")).unwrap())
+            .unwrap();
+    let params = rec["outcome"]["training"]["ledger"]["student_params"]
+        .as_f64()
+        .unwrap();
+    assert!(params > 0.0);
+    // 2 x params x tokens per forward, 3x that with backward
+    assert_eq!(
+        tok("sft", "", "estimated_flops"),
+        6.0 * params * tok("sft", "", "student_backward_tokens")
+    );
 
     let s = summary(&dir);
     let ms = s["methods"].as_array().unwrap();

@@ -29,6 +29,8 @@ vocab-size = 300
 device = "cpu"
 steps = 120
 checkpoint-every = 20
+eval-every = 40
+curve-questions = 6
 databases-dir = "{}"
 [grid]
 {grid}
@@ -119,6 +121,33 @@ fn sweep_killed_mid_cell_resumes_to_the_report_of_an_uninterrupted_sweep() {
     }
     let (md_a, csv_a) = report(home.path(), &sweep_a, &tmp.path().join("rep-a"));
     assert!(md_a.contains("rkd") && md_a.contains("sft"), "{md_a}");
+    // learning curves: a point every 40 of the 120 steps, on the 6-question subset
+    for c in cells(&sweep_a) {
+        let rec = std::fs::read_dir(c.join("records"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                let n = p.file_name().unwrap().to_string_lossy().into_owned();
+                n == "sft.json" || n == "rkd.json"
+            })
+            .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&rec).unwrap()).unwrap();
+        let steps: Vec<u64> = v["outcome"]["curve"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["step"].as_u64().unwrap())
+            .collect();
+        assert_eq!(steps, vec![40, 80, 120], "{}", rec.display());
+        assert!(v["outcome"]["curve"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["questions"] == 6));
+    }
+    assert!(csv_a.contains("curve_ex"), "{csv_a}");
 
     // Again: every cell is skipped.
     let (ok, stdout, stderr) = kb(

@@ -3,6 +3,7 @@
 mod util;
 
 mod cli_eval;
+mod compare_cli;
 mod doctor;
 mod plugin_new;
 mod plugins;

@@ -83,6 +83,7 @@ fn split_plan(
         files: split_files(bench, split)?,
         databases: hash_of(&dbs),
         questions: data.items.len(),
+        skipped_missing_database: data.skipped_missing_db,
         limit,
     })
 }

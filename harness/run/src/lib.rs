@@ -71,28 +71,23 @@ impl Prepared {
     /// Tokenizer, teacher (and its dev scores), student warm-up (and its scores), encoded data.
     pub fn build(ctx: &Context, plan: &RunPlan, quiet: bool) -> anyhow::Result<Prepared> {
         let tok = caches::tokenizer(ctx, &plan.tokenizer)?;
+        // A fixed model's dev scores, computed once per model and dev setting.
+        let fixed = |m: &SftModel, key: &str, rkey, limits| {
+            score::fixed_score(&m.scores_dir(key), rkey, key, m.train_seconds(), || {
+                let label = m.role.label();
+                let batch = plan.eval.gen_batch_size;
+                score::score_dev(ctx, &tok, &m.lm.model, limits, batch, label, quiet)
+            })
+        };
         let teacher = caches::teacher(ctx, &tok, plan, quiet)?;
-        let limits = (
-            plan.teacher.max_prompt_tokens,
-            plan.teacher.max_target_tokens,
-        );
-        let key = plan.teacher_score_key();
-        let teacher_score = score::fixed_score(
-            &teacher.scores_dir(&key),
+        let teacher_score = fixed(
+            &teacher,
+            &plan.teacher_score_key(),
             files::teacher_key(plan),
-            &key,
-            teacher.train_seconds(),
-            || {
-                score::score_dev(
-                    ctx,
-                    &tok,
-                    &teacher.lm.model,
-                    limits,
-                    plan.eval.gen_batch_size,
-                    "teacher",
-                    quiet,
-                )
-            },
+            (
+                plan.teacher.max_prompt_tokens,
+                plan.teacher.max_target_tokens,
+            ),
         )?;
         let init = match caches::student_init(ctx, &tok, plan, quiet)? {
             None => None,
@@ -102,23 +97,7 @@ impl Prepared {
                     plan.student.max_prompt_tokens,
                     plan.student.max_target_tokens,
                 );
-                let s = score::fixed_score(
-                    &init.scores_dir(&key),
-                    files::init_key(plan),
-                    &key,
-                    init.train_seconds(),
-                    || {
-                        score::score_dev(
-                            ctx,
-                            &tok,
-                            &init.lm.model,
-                            limits,
-                            plan.eval.gen_batch_size,
-                            "student_init",
-                            quiet,
-                        )
-                    },
-                )?;
+                let s = fixed(&init, &key, files::init_key(plan), limits)?;
                 Some((init, s))
             }
         };

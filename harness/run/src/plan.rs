@@ -66,6 +66,8 @@ pub struct SplitPlan {
     pub databases: String,
     /// Usable questions (after the limit; those whose database is present).
     pub questions: usize,
+    /// Questions left out because their database file is missing.
+    pub skipped_missing_database: usize,
     /// `--max-train` / `--max-dev`.
     pub limit: Option<usize>,
 }
@@ -155,12 +157,7 @@ impl MethodPlan {
         if self.changed.is_empty() {
             self.name.clone()
         } else {
-            let p: Vec<String> = self
-                .changed
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            format!("{}:{}", self.name, p.join(","))
+            format!("{}:{}", self.name, crate::files::params_text(&self.changed))
         }
     }
 
@@ -267,18 +264,7 @@ impl RunPlan {
     }
 }
 
-/// Only letters, digits, `.` and `-` (others become `_`).
-pub fn file_safe(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
+pub use kidbench_train::method::file_safe;
 
 /// Files of a local model folder by content: name → SHA-256, or `size:<bytes>` for files over
 /// 2 GiB (hashing those would cost more than the run's start-up; their size and name stand in).

@@ -546,23 +546,17 @@ pub fn resolve_cells(
     for spec in &file.cells {
         let mut args = spec.args.clone();
         args.common.quiet = quiet;
-        let methods = plan::method_plans(registry, &args.methods).with_context(|| {
+        let where_ = || {
             format!(
                 "{}: cell {} ({})",
                 file.path.display(),
                 spec.index,
                 spec.method()
             )
-        })?;
+        };
+        let methods = plan::method_plans(registry, &args.methods).with_context(where_)?;
         let ctx = contexts.get(&args)?;
-        let plan = RunPlan::resolve(&args, ctx, methods).with_context(|| {
-            format!(
-                "{}: cell {} ({})",
-                file.path.display(),
-                spec.index,
-                spec.method()
-            )
-        })?;
+        let plan = RunPlan::resolve(&args, ctx, methods).with_context(where_)?;
         let cell = Cell {
             spec: CellSpec {
                 index: spec.index,

@@ -96,6 +96,27 @@ fn mini_run_writes_all_result_files() {
     assert!(s2.teacher_reused);
     assert_eq!(s2.teacher.ex, s.teacher.ex);
     assert!(s2.student_init.is_none());
+    assert_eq!(s2.run_id, s.run_id, "the same settings are the same run");
+
+    // A cached teacher whose weights changed on disk (same size) is rebuilt, never used.
+    let teachers = home.path().join("teachers");
+    let tdir = std::fs::read_dir(&teachers)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    let weights = tdir.join("model/model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let n = bytes.len();
+    bytes[n - 8..].copy_from_slice(&[0x7f; 8]);
+    std::fs::write(&weights, &bytes).unwrap();
+    let s3 = kidbench_run::run(&args).expect("run over a damaged teacher cache");
+    assert!(!s3.teacher_reused, "a damaged teacher was reused");
+    assert_eq!(
+        s3.teacher.ex, s.teacher.ex,
+        "the rebuilt teacher is the same model"
+    );
 
     // --student-warmup: every student starts from the student preset after that many SFT
     // steps (cached), scored as student_init. With a negligible learning rate the SFT student

@@ -109,7 +109,8 @@ pub fn split_specs(items: &[String]) -> Vec<String> {
     out
 }
 
-fn file_safe(s: &str) -> String {
+/// Only letters, digits, `.` and `-` (others become `_`): safe in a file name.
+pub fn file_safe(s: &str) -> String {
     s.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '.' || c == '-' {

@@ -176,22 +176,9 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
-/// Writes `bytes` to `path` atomically (temporary file in the same folder, fsync, rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "file".into());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
-}
+/// Writes `bytes` to `path` atomically (temporary file in the same folder, fsync, rename; the
+/// temporary file is removed when the write fails, e.g. on a full disk).
+pub use kidbench_results::write_atomic;
 
 /// Where a run stands when it is checkpointed.
 struct Progress<'a> {

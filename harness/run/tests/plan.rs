@@ -1,0 +1,161 @@
+//! The plan is the identity: what does not change results does not change the hash, what does
+//! changes it, equal settings written differently are equal, and each cache key holds exactly
+//! what makes its artifact. No training: plans are resolved against the generated synth.
+
+use std::path::{Path, PathBuf};
+
+use kidbench_run::plan::{method_plans, RunPlan};
+use kidbench_run::{CommonArgs, Context, RunArgs};
+
+fn workspace_databases() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../databases")
+}
+
+fn args(databases: &Path) -> RunArgs {
+    RunArgs {
+        teacher: "tiny-s".into(),
+        student: "tiny-s".into(),
+        max_dev: Some(12),
+        common: CommonArgs {
+            databases_dir: databases.to_path_buf(),
+            max_train: Some(40),
+            device: "cpu".into(),
+            vocab_size: 300,
+            quiet: true,
+            ..CommonArgs::default()
+        },
+        ..RunArgs::default()
+    }
+}
+
+fn plan(a: &RunArgs) -> RunPlan {
+    let reg = kidbench_run::plugins(&a.plugin_dirs).unwrap();
+    let methods = method_plans(&reg, &a.methods).unwrap();
+    let ctx = Context::for_run(a).unwrap();
+    RunPlan::resolve(a, &ctx, methods).unwrap()
+}
+
+#[test]
+fn the_plan_hash_is_the_identity_of_a_run_and_its_caches() {
+    let base = args(&workspace_databases());
+    let p0 = plan(&base);
+    assert_eq!(p0.hash().len(), 64);
+    assert!(p0.run_id().ends_with(&p0.hash()[..12]), "{}", p0.run_id());
+
+    // Where output goes, quietness, resuming and extra plugin folders are not results.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = base.clone();
+    a.out = "elsewhere".into();
+    a.resume = true;
+    a.common.quiet = false;
+    a.plugin_dirs = vec![tmp.path().to_path_buf()];
+    assert_eq!(plan(&a).hash(), p0.hash());
+
+    // A parameter at its default, or written another way, is the same method.
+    let kid = |spec: &str| {
+        let mut a = base.clone();
+        a.methods = vec![spec.into()];
+        plan(&a)
+    };
+    let k = kid("kid");
+    assert_eq!(kid("kid:alpha=0.2").hash(), k.hash());
+    assert_eq!(kid("kid:alpha=0.20,strategy=random").hash(), k.hash());
+    assert_eq!(kid("kid:alpha=0.30").hash(), kid("kid:alpha=0.3").hash());
+    assert_ne!(kid("kid:alpha=0.3").hash(), k.hash());
+    assert!(k.methods[0].changed.is_empty());
+    assert_eq!(k.methods[0].params["alpha"], "0.2");
+    assert_eq!(kid("kid:mask_only").methods[0].changed["mask_only"], "true");
+
+    // A students' setting changes the run, not the teacher, not the tokenizer.
+    let mut a = base.clone();
+    a.common.micro_batch_size = Some(2);
+    let p = plan(&a);
+    assert_ne!(p.hash(), p0.hash());
+    assert_eq!(p.teacher.key, p0.teacher.key);
+    assert_eq!(p.tokenizer.key, p0.tokenizer.key);
+    // ... and the students' seed neither: the teacher has its own.
+    let mut a = base.clone();
+    a.common.seed = 7;
+    let p = plan(&a);
+    assert_ne!(p.hash(), p0.hash());
+    assert_eq!(p.teacher.key, p0.teacher.key);
+    // A teacher's setting changes the teacher.
+    let mut a = base.clone();
+    a.teacher_steps = Some(5);
+    assert_ne!(plan(&a).teacher.key, p0.teacher.key);
+    // The dev limit changes what is scored, not what is trained.
+    let mut a = base.clone();
+    a.max_dev = Some(6);
+    let p = plan(&a);
+    assert_ne!(p.hash(), p0.hash());
+    assert_eq!(p.teacher.key, p0.teacher.key);
+    assert_ne!(p.teacher_score_key(), p0.teacher_score_key());
+
+    // The plan survives its own file.
+    let text = serde_json::to_string(&p0).unwrap();
+    let back: RunPlan = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, p0);
+    assert_eq!(back.hash(), p0.hash());
+}
+
+#[test]
+fn the_same_benchmark_in_another_folder_is_the_same_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path().join("databases");
+    copy_dir(&workspace_databases().join("synth"), &copy.join("synth"));
+    let a = plan(&args(&workspace_databases()));
+    let b = plan(&args(&copy));
+    assert_eq!(a.data, b.data);
+    assert_eq!(a.teacher.key, b.teacher.key);
+    assert_eq!(a.tokenizer.key, b.tokenizer.key);
+}
+
+#[test]
+fn settings_that_cannot_train_are_refused_before_any_work() {
+    let base = args(&workspace_databases());
+    let reg = kidbench_run::plugins(&[]).unwrap();
+    let ctx = Context::for_run(&base).unwrap();
+    let refused = |a: &RunArgs, want: &str| {
+        let methods = method_plans(&reg, &a.methods).unwrap();
+        let e = format!("{:#}", RunPlan::resolve(a, &ctx, methods).unwrap_err());
+        assert!(e.contains(want), "{want} not in: {e}");
+    };
+    let mut a = base.clone();
+    a.steps = Some(0);
+    refused(&a, "--steps 0");
+    let mut a = base.clone();
+    a.lr = Some(f64::NAN);
+    refused(&a, "--lr");
+    let mut a = base.clone();
+    a.lr = Some(-1.0);
+    refused(&a, "--lr -1");
+    let mut a = base.clone();
+    a.common.batch_size = 32;
+    a.common.micro_batch_size = Some(64);
+    refused(&a, "--micro-batch-size 64 is larger than --batch-size 32");
+    let mut a = base.clone();
+    a.common.batch_size = 0;
+    refused(&a, "--batch-size 0");
+    let mut a = base.clone();
+    a.teacher_steps = Some(0);
+    refused(&a, "untrained teacher");
+    // a parameter twice, a method twice after canonical values
+    let e = method_plans(&reg, &["kid:alpha=0.3,alpha=0.4".into()]).unwrap_err();
+    assert!(e.to_string().contains("given twice"), "{e}");
+    let e = method_plans(&reg, &["kid:alpha=0.30".into(), "kid:alpha=0.3".into()]).unwrap_err();
+    assert!(e.to_string().contains("twice"), "{e}");
+    let e = kidbench_run::plugins(&["/nonexistent-plugins".into()]).unwrap_err();
+    assert!(e.to_string().contains("/nonexistent-plugins"), "{e}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
