@@ -83,7 +83,9 @@ fn compare_exits_nonzero_on_each_rule_and_zero_on_the_same_results() {
     let tmp = tempdir();
     let base = tmp.path().join("base");
     folder(&base, 110, 1.5, &[1, 2]);
-    let cases: [(&str, usize, f64, &[u64], Option<&str>); 5] = [
+    // (name, rkd's right answers, rkd's seconds per step, rkd's seeds, the rule that must fail)
+    type Case<'a> = (&'a str, usize, f64, &'a [u64], Option<&'a str>);
+    let cases: [Case; 5] = [
         ("same", 110, 1.5, &[1, 2], None),
         ("worse", 70, 1.5, &[1, 2], Some("EX drop")),
         ("slower", 110, 2.0, &[1, 2], Some("latency growth")),

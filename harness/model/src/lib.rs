@@ -13,8 +13,10 @@ pub mod checkpoint;
 pub mod device;
 mod error;
 pub mod generate;
+mod layers;
 pub mod lora;
 mod qwen2;
+mod safetensors_io;
 
 pub use checkpoint::{default_kind, load, load_config, load_weights, save, LoadedModel};
 pub use device::{best_device, load_cuda_runtime};

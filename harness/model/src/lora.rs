@@ -15,9 +15,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
-use crate::checkpoint::{read_safetensors_file, write_dir_atomically, write_safetensors};
 use crate::error::{io_err, ModelError, Result};
+use crate::layers::LoraLayer;
 use crate::qwen2::Qwen2ForCausalLM;
+use crate::safetensors_io::{read_safetensors_file, write_dir_atomically, write_safetensors};
 
 /// File names of a PEFT adapter folder.
 pub const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
@@ -123,25 +124,6 @@ impl LoraConfig {
             }
         }
         Ok(())
-    }
-}
-
-/// The adapter of one linear layer.
-#[derive(Debug)]
-pub(crate) struct LoraLayer {
-    pub(crate) a: Tensor,
-    pub(crate) b: Tensor,
-    scaling: f64,
-}
-
-impl LoraLayer {
-    /// `scaling * B (A x)`, computed in the adapter's kind and returned in `x`'s kind.
-    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let xk = x.f_to_kind(self.a.kind())?;
-        let y = xk
-            .f_linear::<Tensor>(&self.a, None)?
-            .f_linear::<Tensor>(&self.b, None)?;
-        Ok(y.f_mul_scalar(self.scaling)?.f_to_kind(x.kind())?)
     }
 }
 

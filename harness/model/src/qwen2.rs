@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::error::{ModelError, Result};
-use crate::lora::LoraLayer;
+use crate::layers::LoraLayer;
 
 /// `eos_token_id` in HF configs is either one id or a list of ids.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
