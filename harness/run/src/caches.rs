@@ -18,7 +18,7 @@ use kidbench_train::cache::kidbench_home;
 use kidbench_train::data::Example;
 use kidbench_train::host::TokenIds;
 use kidbench_train::lm::{self, Lm};
-use kidbench_train::presets::{self, Resolved};
+use kidbench_train::presets::Resolved;
 use kidbench_train::trainer::{self, write_atomic, TrainOptions};
 
 use crate::context::Context;
@@ -405,10 +405,4 @@ pub fn student_init(
             quiet,
         )?)),
     }
-}
-
-/// A from-scratch preset's token limits, or a local model's.
-pub fn token_limits(r: &Resolved) -> anyhow::Result<(usize, usize)> {
-    let p = presets::lookup(r.name())?;
-    Ok((p.max_prompt_tokens(), p.max_target_tokens()))
 }

@@ -3,7 +3,7 @@
 //! loss, panic) is recorded with its error; the others still run.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context as _;
 use kidbench_plugin_host::{PluginMethod, Registry};
@@ -269,9 +269,4 @@ pub fn train_all(
             }
         })
         .collect()
-}
-
-/// Where a method's checkpoints are.
-pub fn checkpoint_dir(dir: &Path, m: &MethodPlan) -> PathBuf {
-    dir.join("checkpoints").join(&m.label)
 }
