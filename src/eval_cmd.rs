@@ -23,7 +23,8 @@ pub struct EvalArgs {
     /// Predictions: one SQL per line, in the benchmark's order (text after a tab is ignored).
     #[arg(long, requires = "benchmark")]
     pub pred: Option<PathBuf>,
-    /// JSONL pairs: each line has at least {"id", "db_id", "gold", "pred"}.
+    /// JSONL pairs: each line has at least {"id", "db_id", "gold", "pred"}. A line that cannot
+    /// be read is scored 0 (cause `bad_input`) and reported; the others are scored.
     #[arg(long, requires = "db_dir")]
     pub pairs: Option<PathBuf>,
     /// With --pairs: databases are `DIR/<db_id>/<db_id>.sqlite`.
@@ -42,10 +43,11 @@ pub struct EvalArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Metrics: `ex` (execution accuracy) and/or `ts` (test-suite accuracy; needs a suite built
-    /// with `kidbench testsuite build --benchmark NAME`).
+    /// with `kidbench testsuite build --benchmark NAME`; with --pairs, give its --suite-dir).
     #[arg(long, value_delimiter = ',', default_value = "ex", value_parser = ["ex", "ts"])]
     pub metric: Vec<String>,
-    /// Test-suite folder (default: `<databases>/testsuites/<benchmark>`).
+    /// Test-suite folder (default with --benchmark: `<databases>/testsuites/<benchmark>`; with
+    /// --pairs there is no default: a suite laid out by db_id, `DIR/<db_id>/NN.sqlite`).
     #[arg(long)]
     pub suite_dir: Option<PathBuf>,
     /// Which split of the benchmark the predictions answer.
@@ -78,6 +80,9 @@ struct Record<'a> {
     ts: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ts_first_failing_db: Option<&'a str>,
+    /// With --pairs: the 1-based line of the pairs file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<usize>,
 }
 
 fn record<'a>(
@@ -103,6 +108,7 @@ fn record<'a>(
         difficulty,
         ts: None,
         ts_first_failing_db: None,
+        line: None,
     }
 }
 
@@ -262,37 +268,63 @@ fn eval_benchmark(args: &EvalArgs, bench: &Benchmark, split: Split, pred: &Path)
     Ok(())
 }
 
+/// The cause written for a pairs-file line that cannot be read (scored 0).
+const BAD_INPUT: &str = "bad_input";
+
+/// Warnings about a pairs file, at most this many of each kind (then a count of the rest).
+const WARNINGS_SHOWN: usize = 20;
+
 fn eval_pairs(args: &EvalArgs, path: &Path, db_dir: &Path) -> Result<()> {
-    let file = std::fs::File::open(path)
-        .with_context(|| format!("cannot open pairs file {}", path.display()))?;
-    let mut ids = Vec::new();
-    let mut pairs = Vec::new();
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("reading {} line {}", path.display(), i + 1))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: serde_json::Value = serde_json::from_str(&line)
-            .with_context(|| format!("{} line {}: not JSON", path.display(), i + 1))?;
-        let field = |k: &str| -> Result<String> {
-            match v.get(k) {
-                Some(serde_json::Value::String(s)) => Ok(s.clone()),
-                Some(serde_json::Value::Null) | None if k == "pred" => Ok(String::new()),
-                Some(other) if k == "id" => Ok(other.to_string()),
-                _ => bail!(
-                    "{} line {}: missing string field \"{k}\"",
-                    path.display(),
-                    i + 1
-                ),
-            }
+    let file = kidbench_testsuite::pairs::read_pairs(path)?;
+    let suite = if args.metric.iter().any(|m| m == "ts") {
+        let Some(dir) = &args.suite_dir else {
+            bail!(
+                "--metric ts with --pairs needs --suite-dir DIR: a test suite laid out by db_id \
+                 (DIR/manifest.json, DIR/<db_id>/NN.sqlite), as `kidbench testsuite build \
+                 --benchmark NAME --out DIR` writes it; or evaluate with --benchmark NAME --pred FILE"
+            );
         };
-        ids.push(v.get("id").cloned().unwrap_or(serde_json::Value::Null));
-        pairs.push(Pair {
-            id: field("id")?,
-            db_id: field("db_id")?,
-            gold: field("gold")?,
-            pred: field("pred")?,
-        });
+        Some(
+            kidbench_testsuite::Suite::open(dir).with_context(|| {
+                format!("--metric ts: opening the test suite {}", dir.display())
+            })?,
+        )
+    } else {
+        None
+    };
+    let bad: Vec<String> = file.bad_lines().filter_map(|l| file.describe(l)).collect();
+    for b in bad.iter().take(WARNINGS_SHOWN) {
+        eprintln!("warning: {b} (scored 0, cause {BAD_INPUT})");
+    }
+    if bad.len() > WARNINGS_SHOWN {
+        eprintln!(
+            "warning: {}: {} more bad lines (in the --out records, cause {BAD_INPUT})",
+            path.display(),
+            bad.len() - WARNINGS_SHOWN
+        );
+    }
+    for d in file.duplicates.iter().take(WARNINGS_SHOWN) {
+        eprintln!(
+            "warning: {}: id {:?} on line {} is also on line {} (both scored)",
+            path.display(),
+            d.id,
+            d.line,
+            d.first_line
+        );
+    }
+    if file.duplicates.len() > WARNINGS_SHOWN {
+        eprintln!(
+            "warning: {}: {} more repeated ids",
+            path.display(),
+            file.duplicates.len() - WARNINGS_SHOWN
+        );
+    }
+    if let Some(first) = file.lenient_lines.first() {
+        eprintln!(
+            "note: {}: a lone UTF-16 surrogate escape read as U+FFFD on {} line(s) (first: line {first})",
+            path.display(),
+            file.lenient_lines.len()
+        );
     }
     let opts = options(
         args.mode.unwrap_or_default(),
@@ -300,27 +332,40 @@ fn eval_pairs(args: &EvalArgs, path: &Path, db_dir: &Path) -> Result<()> {
         args.timeout,
     )?;
     let start = Instant::now();
-    let bar = pairs_bar(pairs.len());
-    let scoring = kidbench_testsuite::score_pairs(
-        &pairs,
+    let bar = pairs_bar(file.lines.len());
+    let scoring = kidbench_testsuite::pairs::score_pairs_file(
+        &file,
         |db| {
             find_database(&[db_dir.to_path_buf()], db)
                 .unwrap_or_else(|| db_dir.join(db).join(format!("{db}.sqlite")))
         },
         &opts,
-        None,
+        suite.as_ref(),
         Some(&bar),
     );
     bar.finish_and_clear();
     let wall = start.elapsed();
     let verdicts = &scoring.verdicts;
+    let ts = &scoring.ts;
     if let Some(out) = &args.out {
         write_records(
             out,
-            ids.into_iter()
-                .zip(&pairs)
+            file.lines
+                .iter()
                 .zip(verdicts)
-                .map(|((id, p), v)| record(id, p, v, None)),
+                .enumerate()
+                .map(|(i, (l, v))| {
+                    let mut r = record(l.id.clone(), &l.pair, v, None);
+                    r.line = Some(l.line);
+                    if l.is_bad() {
+                        r.cause = Some(BAD_INPUT);
+                    }
+                    if let Some(t) = ts.as_ref().and_then(|t| t.verdicts.get(i)) {
+                        r.ts = Some(t.ts);
+                        r.ts_first_failing_db = t.ts_first_failing_db.as_deref();
+                    }
+                    r
+                }),
         )?;
     }
     print_report(
@@ -334,6 +379,23 @@ fn eval_pairs(args: &EvalArgs, path: &Path, db_dir: &Path) -> Result<()> {
         verdicts,
         wall,
     );
+    if !bad.is_empty() {
+        println!(
+            "  {} bad line{} (scored 0, cause {BAD_INPUT}; listed above)",
+            bad.len(),
+            if bad.len() == 1 { "" } else { "s" }
+        );
+    }
+    if !file.duplicates.is_empty() {
+        let n = file.duplicates.len();
+        println!(
+            "  {n} duplicate id{} (each line scored; listed above)",
+            if n == 1 { "" } else { "s" }
+        );
+    }
+    if let Some(ts) = ts {
+        print_ts(&ts.summary);
+    }
     Ok(())
 }
 

@@ -27,19 +27,18 @@ pub fn synth_dir(data: &DataArgs) -> PathBuf {
     data.roots().databases.join("synth")
 }
 
-/// Generates synth into `dir` unless it already holds the output of `cfg`.
-pub fn ensure_synth(dir: &std::path::Path, cfg: &SynthConfig, force: bool) -> Result<bool> {
-    if !force && kidbench_synth::is_current(dir, cfg) {
-        return Ok(false);
-    }
-    eprintln!(
-        "kidbench: generating the synth benchmark into {} (seed {})",
-        dir.display(),
-        cfg.seed
-    );
-    kidbench_synth::generate(dir, cfg)
+/// Generates synth into `dir` unless it already holds the output of `cfg` and every file
+/// matches its manifest (size and SHA-256); a file that does not match is named on stderr and
+/// the folder regenerated. Concurrent calls on one folder wait for each other (a lock beside
+/// it) and the later ones reuse. Returns the manifest and whether it was generated now.
+pub fn ensure_synth(
+    dir: &std::path::Path,
+    cfg: &SynthConfig,
+    force: bool,
+) -> Result<(kidbench_synth::Manifest, bool)> {
+    let e = kidbench_synth::ensure(dir, cfg, force)
         .with_context(|| format!("generating synth into {}", dir.display()))?;
-    Ok(true)
+    Ok((e.manifest, e.generated.is_some()))
 }
 
 pub fn run(args: &SynthArgs) -> Result<()> {
@@ -48,14 +47,17 @@ pub fn run(args: &SynthArgs) -> Result<()> {
         seed: args.seed,
         ..SynthConfig::default()
     };
-    let fresh = ensure_synth(&dir, &cfg, args.force)?;
-    let m = kidbench_synth::read_manifest(&dir)
-        .with_context(|| format!("reading the manifest in {}", dir.display()))?;
+    let (m, fresh) = ensure_synth(&dir, &cfg, args.force)?;
     println!(
-        "synth {} in {}: {} databases",
+        "synth {} in {}: {} databases{}",
         if fresh { "generated" } else { "up to date" },
         shown(&dir),
-        m.databases.len()
+        m.databases.len(),
+        if fresh {
+            ""
+        } else {
+            ", every file verified against manifest.json"
+        }
     );
     for (split, c) in &m.splits {
         println!(

@@ -13,6 +13,10 @@
 //! [`load_records`] walks the folders it is given recursively and returns every record with its
 //! verdicts, so a sweep folder (`cells/<cell-id>/records/...`) and a run folder read the same way.
 
+pub mod lock;
+
+pub use lock::LockFile;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -124,7 +124,9 @@ fn lock(dir: &Path) -> anyhow::Result<LockFile> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "artifact".into());
-    LockFile::acquire(&dir.with_file_name(format!("{name}.lock")))
+    Ok(LockFile::acquire(
+        &dir.with_file_name(format!("{name}.lock")),
+    )?)
 }
 
 /// A finished artifact is reused; a changed one is removed (with a message) so that it is

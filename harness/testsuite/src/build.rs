@@ -11,6 +11,11 @@
 //! Output: `<out>/<db_id>/NN.sqlite` plus `<out>/<db_id>/schema.json` (this schema's counts), and
 //! `<out>/manifest.json` for the whole suite. A schema is built in `<out>/.tmp-<db_id>` and
 //! renamed into place when complete, so an interrupted build is resumed schema by schema.
+//!
+//! Every kept database's size and SHA-256 are recorded ([`SchemaManifest::files`]); a finished
+//! schema is reused only when its files still match them ([`verify_suite`] checks a whole suite
+//! before use). A build holds the lock `.<name>.build.lock` beside `<out>`, so two builds into one
+//! folder run one after the other: the second finds the suite complete and reuses it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -23,6 +28,7 @@ use kidbench_sql::exec::{ExecOptions, SafeConnection};
 use kidbench_sql::Cause;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::check::{prepare_gold, prepare_pred, run_with_gold, Outcome};
 use crate::error::TestsuiteError;
@@ -120,12 +126,61 @@ pub struct KindCounts {
     pub left_over: usize,
 }
 
+/// Size and SHA-256 of one file, recorded when it was written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileSum {
+    pub size: u64,
+    /// Lower-case hex.
+    pub sha256: String,
+}
+
+impl FileSum {
+    /// Reads and hashes `path`.
+    pub fn of(path: &Path) -> Result<Self, TestsuiteError> {
+        let bytes = std::fs::read(path).map_err(|e| TestsuiteError::io(path, e))?;
+        Ok(FileSum {
+            size: bytes.len() as u64,
+            sha256: hex::encode(Sha256::digest(&bytes)),
+        })
+    }
+}
+
+/// SHA-256 over a schema's distinct gold queries, in order (what a suite was distilled for).
+fn golds_digest(golds: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for g in golds {
+        h.update((g.len() as u64).to_le_bytes());
+        h.update(g.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// The distinct gold queries of a schema, in first-seen order.
+fn distinct_golds(s: &SchemaGolds) -> Vec<&str> {
+    let mut golds: Vec<&str> = Vec::new();
+    for g in &s.golds {
+        if !golds.contains(&g.as_str()) {
+            golds.push(g);
+        }
+    }
+    golds
+}
+
 /// One schema's part of the manifest (also stored as `<db_id>/schema.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SchemaManifest {
     pub db_id: String,
     /// [`BuildConfig`] fingerprint this schema was built with.
     pub config: String,
+    /// SHA-256 of the distinct gold queries the schema was built for (empty in suites built
+    /// before it was recorded): a schema whose questions changed is rebuilt.
+    #[serde(default)]
+    pub golds_sha256: String,
+    /// Size and SHA-256 of each kept database (file name inside `<db_id>/`). Empty in suites
+    /// built before checksums were recorded: such a schema is rebuilt by the next build, and
+    /// [`verify_suite`] can only check that its files exist.
+    #[serde(default)]
+    pub files: BTreeMap<String, FileSum>,
     /// The kept databases, file names inside `<db_id>/`, in greedy order.
     pub databases: Vec<String>,
     /// Distinct gold queries of the schema.
@@ -160,6 +215,54 @@ impl SchemaManifest {
         self.neighbours_generated
             .saturating_sub(self.equivalent_by_rule)
             .saturating_sub(self.neighbours_failed_original)
+    }
+
+    /// Whether every kept database has a recorded size and SHA-256.
+    pub fn has_checksums(&self) -> bool {
+        self.databases.iter().all(|d| self.files.contains_key(d))
+    }
+
+    /// Checks the kept databases in `dir` (this schema's folder): each must exist and, where
+    /// recorded, have its size and SHA-256. Sizes are checked for all files before any is hashed.
+    pub fn verify_files(&self, dir: &Path) -> Result<(), TestsuiteError> {
+        let corrupt = |path: PathBuf, message: String| TestsuiteError::Corrupt { path, message };
+        for d in &self.databases {
+            let path = dir.join(d);
+            let meta = match std::fs::metadata(&path) {
+                Ok(m) if m.is_file() => m,
+                Ok(_) | Err(_) => {
+                    return Err(corrupt(path, "listed in the manifest but missing".into()))
+                }
+            };
+            if let Some(sum) = self.files.get(d) {
+                if meta.len() != sum.size {
+                    return Err(corrupt(
+                        path,
+                        format!(
+                            "{} bytes where the manifest records {} (truncated or changed since it was built)",
+                            meta.len(),
+                            sum.size
+                        ),
+                    ));
+                }
+            }
+        }
+        for d in &self.databases {
+            if let Some(sum) = self.files.get(d) {
+                let path = dir.join(d);
+                let got = FileSum::of(&path)?;
+                if got.sha256 != sum.sha256 {
+                    return Err(corrupt(
+                        path,
+                        format!(
+                            "SHA-256 {} where the manifest records {} (changed since it was built)",
+                            got.sha256, sum.sha256
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -206,6 +309,28 @@ impl Manifest {
         let text = std::fs::read_to_string(&path).map_err(|e| TestsuiteError::io(&path, e))?;
         serde_json::from_str(&text).map_err(|source| TestsuiteError::Json { path, source })
     }
+
+    /// Whether every schema records the size and SHA-256 of each of its databases (suites built
+    /// before checksums were recorded do not; `kidbench testsuite build` rebuilds them).
+    pub fn has_checksums(&self) -> bool {
+        self.schemas.values().all(SchemaManifest::has_checksums)
+    }
+}
+
+/// Checks the suite in `dir` before use and returns its manifest: `manifest.json` is read, and
+/// every database it lists must exist with the size and SHA-256 recorded when it was built
+/// (sizes first, then hashes, schemas in parallel). An error names the first file that does not
+/// match ([`TestsuiteError::Corrupt`]). A schema built before checksums were recorded is
+/// checked for presence only ([`Manifest::has_checksums`] tells).
+pub fn verify_suite(dir: &Path) -> Result<Manifest, TestsuiteError> {
+    let manifest = Manifest::read(dir)?;
+    let checked: Vec<Result<(), TestsuiteError>> = manifest
+        .schemas
+        .par_iter()
+        .map(|(db_id, s)| s.verify_files(&dir.join(db_id)))
+        .collect();
+    checked.into_iter().collect::<Result<(), _>>()?;
+    Ok(manifest)
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), TestsuiteError> {
@@ -226,33 +351,101 @@ fn remove_dir_if_exists(path: &Path) -> Result<(), TestsuiteError> {
     }
 }
 
-/// A finished schema folder built with the same settings, if there is one.
-fn finished_schema(dir: &Path, cfg: &BuildConfig) -> Option<SchemaManifest> {
-    let text = std::fs::read_to_string(dir.join("schema.json")).ok()?;
-    let m: SchemaManifest = serde_json::from_str(&text).ok()?;
-    (m.config == cfg.fingerprint() && m.databases.iter().all(|d| dir.join(d).is_file()))
-        .then_some(m)
+/// What a schema folder holds, for the settings and golds of a build.
+enum Finished {
+    /// Built with these settings for these golds, every file verified.
+    Reusable(Box<SchemaManifest>),
+    /// No finished folder, or one built with other settings or for other golds: (re)built
+    /// without a word, as asked.
+    Absent,
+    /// A finished folder that cannot be trusted (the reason, naming the file): rebuilt with a
+    /// message.
+    Untrusted(String),
 }
 
-/// Builds (or resumes) a test suite for `schemas` into `out`. Schemas run in parallel on rayon's
-/// pool, biggest first.
+/// Whether the schema folder `dir` is a finished build of `s` with `cfg`.
+fn finished_schema(dir: &Path, s: &SchemaGolds, cfg: &BuildConfig) -> Finished {
+    let path = dir.join("schema.json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Finished::Absent;
+    };
+    let m: SchemaManifest = match serde_json::from_str(&text) {
+        Ok(m) => m,
+        Err(e) => return Finished::Untrusted(format!("{}: unreadable: {e}", path.display())),
+    };
+    if m.config != cfg.fingerprint() {
+        return Finished::Absent;
+    }
+    if !m.has_checksums() {
+        return Finished::Untrusted(format!(
+            "{}: built without checksums (by an older kidbench)",
+            dir.display()
+        ));
+    }
+    if m.golds_sha256 != golds_digest(&distinct_golds(s)) {
+        return Finished::Absent;
+    }
+    match m.verify_files(dir) {
+        Ok(()) => Finished::Reusable(Box::new(m)),
+        Err(e) => Finished::Untrusted(e.to_string()),
+    }
+}
+
+/// The lock file of builds into `out`: `.<name>.build.lock` beside it.
+fn lock_path(out: &Path) -> PathBuf {
+    match (out.parent(), out.file_name()) {
+        (Some(parent), Some(name)) => {
+            parent.join(format!(".{}.build.lock", name.to_string_lossy()))
+        }
+        _ => out.join(".build.lock"),
+    }
+}
+
+/// What [`ensure_suite`] did.
+#[derive(Debug, Clone)]
+pub struct SuiteBuild {
+    pub manifest: Manifest,
+    /// The suite in `out` was complete for these schemas and settings and every file verified:
+    /// nothing was built and `manifest.json` was left as it was.
+    pub up_to_date: bool,
+    /// Schemas (re)built in this call.
+    pub built: Vec<String>,
+    /// Finished schemas that were rebuilt because they could not be trusted: (db_id, why,
+    /// naming the file).
+    pub rebuilt: Vec<(String, String)>,
+}
+
+/// Builds (or resumes) a test suite for `schemas` into `out`; see [`ensure_suite`].
 pub fn build_suite(
     benchmark: &str,
     schemas: &[SchemaGolds],
     out: &Path,
     cfg: &BuildConfig,
 ) -> Result<Manifest, TestsuiteError> {
-    let start = Instant::now();
-    std::fs::create_dir_all(out).map_err(|e| TestsuiteError::io(out, e))?;
-    // Half-written schemas from an interrupted run.
-    let entries = std::fs::read_dir(out).map_err(|e| TestsuiteError::io(out, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| TestsuiteError::io(out, e))?;
-        if entry.file_name().to_string_lossy().starts_with(".tmp-") {
-            remove_dir_if_exists(&entry.path())?;
-        }
-    }
+    ensure_suite(benchmark, schemas, out, cfg).map(|b| b.manifest)
+}
 
+/// Builds what the suite in `out` lacks for `schemas`: a finished schema built with the same
+/// settings for the same golds is reused when its files verify; one whose files do not match
+/// is rebuilt, with a line on stderr naming the file. When the whole suite is complete and
+/// verifies, nothing is written. Schemas run in parallel on rayon's pool, biggest first.
+///
+/// Holds the lock `.<name>.build.lock` beside `out` throughout: concurrent builds into one
+/// folder (threads or processes) run one after the other, and the later ones reuse.
+pub fn ensure_suite(
+    benchmark: &str,
+    schemas: &[SchemaGolds],
+    out: &Path,
+    cfg: &BuildConfig,
+) -> Result<SuiteBuild, TestsuiteError> {
+    let lock = lock_path(out);
+    let _lock =
+        kidbench_results::LockFile::acquire(&lock).map_err(|e| TestsuiteError::io(&lock, e))?;
+    build_locked(benchmark, schemas, out, cfg)
+}
+
+/// The schemas that can be built (their original database exists) and why the others cannot.
+fn plan(schemas: &[SchemaGolds]) -> (Vec<(&SchemaGolds, &Path)>, BTreeMap<String, String>) {
     let mut missing = BTreeMap::new();
     let mut todo: Vec<(&SchemaGolds, &Path)> = Vec::new();
     for s in schemas {
@@ -269,6 +462,68 @@ pub fn build_suite(
             }
         }
     }
+    (todo, missing)
+}
+
+/// The manifest in `out` when it describes exactly this build and every file verifies.
+fn complete_suite(
+    out: &Path,
+    benchmark: &str,
+    todo: &[(&SchemaGolds, &Path)],
+    missing: &BTreeMap<String, String>,
+    cfg: &BuildConfig,
+) -> Option<Manifest> {
+    let m = Manifest::read(out).ok()?;
+    let same = m.format_version == FORMAT_VERSION
+        && m.benchmark == benchmark
+        && m.config == cfg.fingerprint()
+        && m.missing == *missing
+        && m.schemas.len() == todo.len()
+        && todo.iter().all(|(s, _)| {
+            m.schemas.get(&s.db_id).is_some_and(|sm| {
+                sm.config == m.config
+                    && sm.has_checksums()
+                    && sm.golds_sha256 == golds_digest(&distinct_golds(s))
+            })
+        });
+    if !same {
+        return None;
+    }
+    let verified: Vec<bool> = m
+        .schemas
+        .par_iter()
+        .map(|(db_id, sm)| sm.verify_files(&out.join(db_id)).is_ok())
+        .collect();
+    verified.into_iter().all(|ok| ok).then_some(m)
+}
+
+/// [`ensure_suite`] with the lock held.
+fn build_locked(
+    benchmark: &str,
+    schemas: &[SchemaGolds],
+    out: &Path,
+    cfg: &BuildConfig,
+) -> Result<SuiteBuild, TestsuiteError> {
+    let start = Instant::now();
+    let (mut todo, missing) = plan(schemas);
+    if let Some(manifest) = complete_suite(out, benchmark, &todo, &missing, cfg) {
+        return Ok(SuiteBuild {
+            manifest,
+            up_to_date: true,
+            built: Vec::new(),
+            rebuilt: Vec::new(),
+        });
+    }
+    std::fs::create_dir_all(out).map_err(|e| TestsuiteError::io(out, e))?;
+    // Half-written schemas from an interrupted run (nobody else builds here: we hold the lock).
+    let entries = std::fs::read_dir(out).map_err(|e| TestsuiteError::io(out, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| TestsuiteError::io(out, e))?;
+        if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+            remove_dir_if_exists(&entry.path())?;
+        }
+    }
+
     todo.sort_by(|a, b| {
         b.0.golds
             .len()
@@ -288,19 +543,33 @@ pub fn build_suite(
     } else {
         ProgressBar::hidden()
     };
-    let done: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let built: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let rebuilt: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
     let results: Vec<Result<SchemaManifest, TestsuiteError>> = todo
         .par_iter()
         .map(|(s, db)| {
             let dir = out.join(&s.db_id);
-            let r = match finished_schema(&dir, cfg) {
-                Some(m) => Ok(m),
-                None => build_schema(s, db, out, cfg),
+            let r = match finished_schema(&dir, s, cfg) {
+                Finished::Reusable(m) => Ok(*m),
+                other => {
+                    if let Finished::Untrusted(why) = other {
+                        bar.suspend(|| {
+                            eprintln!(
+                                "kidbench: test suite schema {}: {why}; rebuilding it",
+                                s.db_id
+                            )
+                        });
+                        if let Ok(mut r) = rebuilt.lock() {
+                            r.push((s.db_id.clone(), why));
+                        }
+                    }
+                    if let Ok(mut b) = built.lock() {
+                        b.push(s.db_id.clone());
+                    }
+                    build_schema(s, db, out, cfg)
+                }
             };
-            if let Ok(mut d) = done.lock() {
-                d.push(s.db_id.clone());
-                bar.set_message(s.db_id.clone());
-            }
+            bar.set_message(s.db_id.clone());
             bar.inc(1);
             r
         })
@@ -325,7 +594,16 @@ pub fn build_suite(
         build_seconds: start.elapsed().as_secs_f64(),
     };
     write_json(&out.join("manifest.json"), &manifest)?;
-    Ok(manifest)
+    let mut built = built.into_inner().unwrap_or_default();
+    built.sort();
+    let mut rebuilt = rebuilt.into_inner().unwrap_or_default();
+    rebuilt.sort();
+    Ok(SuiteBuild {
+        manifest,
+        up_to_date: false,
+        built,
+        rebuilt,
+    })
 }
 
 fn totals(m: &BTreeMap<String, SchemaManifest>) -> Totals {
@@ -400,12 +678,7 @@ fn build_schema(
 
     let mut spec = DatabaseSpec::read(db_id, db)?;
     let info = spec.schema_info();
-    let mut golds: Vec<&str> = Vec::new();
-    for g in &s.golds {
-        if !golds.contains(&g.as_str()) {
-            golds.push(g);
-        }
-    }
+    let golds = distinct_golds(s);
     let literals: Vec<_> = golds.iter().flat_map(|g| gold_literals(g, &info)).collect();
     spec.add_literals(&literals);
 
@@ -418,6 +691,8 @@ fn build_schema(
     let mut m = SchemaManifest {
         db_id: db_id.to_string(),
         config: cfg.fingerprint(),
+        golds_sha256: golds_digest(&golds),
+        files: BTreeMap::new(),
         databases: Vec::new(),
         golds: golds.len(),
         golds_failed_original: 0,
@@ -585,6 +860,9 @@ fn build_schema(
                 kind: p.kind,
             });
         }
+    }
+    for d in &m.databases {
+        m.files.insert(d.clone(), FileSum::of(&tmp.join(d))?);
     }
     m.build_seconds = start.elapsed().as_secs_f64();
     write_json(&tmp.join("schema.json"), &m)?;

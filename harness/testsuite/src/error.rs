@@ -37,6 +37,9 @@ pub enum TestsuiteError {
     /// A test suite folder is missing or does not belong to this benchmark/version.
     #[error("test suite {path}: {message}")]
     Suite { path: PathBuf, message: String },
+    /// A file a manifest lists is missing, or its size or SHA-256 differ from the recorded ones.
+    #[error("{path}: {message}")]
+    Corrupt { path: PathBuf, message: String },
 }
 
 impl TestsuiteError {

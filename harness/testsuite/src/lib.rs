@@ -14,7 +14,11 @@
 //! - [`build`]: greedy distillation of the candidates that tell the most pairs apart, into
 //!   `<out>/<db_id>/NN.sqlite` plus `manifest.json`;
 //! - [`verdict`]: TS verdicts and summaries, using kidbench-sql's executor and comparison rules
-//!   through [`check`].
+//!   through [`check`];
+//! - [`pairs`]: reading a pairs file (`kidbench eval --pairs`), bad lines kept and scored 0.
+//!
+//! A suite records the size and SHA-256 of each database; [`verify_suite`] (and so
+//! [`Suite::open`]) checks them before use, and a build reuses only what verifies.
 //!
 //! The CLI front ends are [`TestsuiteBuildArgs`] (`kidbench testsuite build`) and
 //! [`evaluate_ts`] (`kidbench eval --metric ex,ts`).
@@ -24,6 +28,7 @@ pub mod check;
 pub mod error;
 pub mod fuzz;
 pub mod neighbours;
+pub mod pairs;
 pub mod score;
 pub mod verdict;
 
@@ -32,7 +37,10 @@ use std::path::{Path, PathBuf};
 
 use kidbench_sql::benchmark::{Benchmark, Registry, Roots, Split};
 
-pub use build::{build_suite, BuildConfig, Manifest, SchemaGolds, SchemaManifest};
+pub use build::{
+    build_suite, ensure_suite, verify_suite, BuildConfig, FileSum, Manifest, SchemaGolds,
+    SchemaManifest, SuiteBuild,
+};
 pub use error::TestsuiteError;
 pub use kidbench_sql::eval::{EvalOptions, Pair};
 pub use score::{score_pairs, Scoring};
@@ -111,11 +119,34 @@ impl TestsuiteBuildArgs {
             .unwrap_or_else(|| default_suite_dir(&roots.databases, &self.benchmark))
     }
 
-    /// Opens the benchmark in `registry` and builds its suite; returns the manifest (also
-    /// written to `<out>/manifest.json`).
+    /// Opens the benchmark in `registry` and builds what its suite lacks ([`ensure_suite`]:
+    /// schemas whose files do not verify are rebuilt, with a line naming the file); returns
+    /// the manifest (also in `<out>/manifest.json`). Says on stderr when the suite was
+    /// complete and verified.
     pub fn run(&self, registry: &Registry, roots: &Roots) -> Result<Manifest, TestsuiteError> {
         let bench = registry.open(&self.benchmark, roots)?;
-        build_benchmark(&bench, &self.out_dir(roots), &self.config())
+        let out = self.out_dir(roots);
+        let b = ensure_suite(
+            bench.name(),
+            &schema_golds(&bench, Split::Dev)?,
+            &out,
+            &self.config(),
+        )?;
+        if b.up_to_date {
+            eprintln!(
+                "kidbench: the test suite in {} is up to date ({} databases verified)",
+                out.display(),
+                b.manifest.totals.databases
+            );
+        } else if !b.built.is_empty() {
+            eprintln!(
+                "kidbench: built {} of {} schemas ({} rebuilt because a file did not match)",
+                b.built.len(),
+                b.manifest.schemas.len(),
+                b.rebuilt.len()
+            );
+        }
+        Ok(b.manifest)
     }
 }
 

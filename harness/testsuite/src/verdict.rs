@@ -18,7 +18,7 @@ use kidbench_sql::Cause;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::build::Manifest;
+use crate::build::{verify_suite, Manifest};
 use crate::check::{run, Outcome};
 use crate::error::TestsuiteError;
 
@@ -30,21 +30,12 @@ pub struct Suite {
 }
 
 impl Suite {
-    /// Opens the suite in `dir` (reads `manifest.json`; checks the listed files exist).
+    /// Opens the suite in `dir`: reads `manifest.json` and verifies every listed database
+    /// ([`verify_suite`]: present, with its recorded size and SHA-256), so a truncated or
+    /// changed suite database is an error naming it, never a database silently skipped.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, TestsuiteError> {
         let dir = dir.as_ref().to_path_buf();
-        let manifest = Manifest::read(&dir)?;
-        for (db_id, s) in &manifest.schemas {
-            for d in &s.databases {
-                let p = dir.join(db_id).join(d);
-                if !p.is_file() {
-                    return Err(TestsuiteError::Suite {
-                        path: dir.clone(),
-                        message: format!("manifest lists {} but the file is missing", p.display()),
-                    });
-                }
-            }
-        }
+        let manifest = verify_suite(&dir)?;
         Ok(Self { dir, manifest })
     }
 

@@ -30,9 +30,10 @@ pub struct SplitData {
     pub databases: BTreeMap<String, PathBuf>,
 }
 
-/// Opens a benchmark. `synth` is generated into `<databases_dir>/synth` when missing or stale,
-/// and its test suite (for TS) is built into `<databases_dir>/testsuites/synth` right after
-/// (or whenever it is missing); both under a lock file, so concurrent runs do not collide.
+/// Opens a benchmark. `synth` is generated into `<databases_dir>/synth` when missing, stale or
+/// damaged (its files are checked against its manifest), and its test suite (for TS) is built
+/// into `<databases_dir>/testsuites/synth` right after (or whenever it is missing or does not
+/// verify); both under a lock file, so concurrent runs do not collide.
 pub fn open(
     name: &str,
     data_dir: &Path,
@@ -51,23 +52,26 @@ pub fn open(
         let suite_dir = kidbench_testsuite::default_suite_dir(databases_dir, "synth");
         let synth = registry.open("synth", &roots)?;
         let cfg = kidbench_synth::SynthConfig::default();
-        let quick =
-            kidbench_synth::is_current(&out, &cfg) && suite_dir.join("manifest.json").is_file();
-        if !quick {
-            let _lock = LockFile::acquire(&databases_dir.join(".synth.lock"))?;
-            let mut generated = false;
-            if !kidbench_synth::is_current(&out, &cfg) {
-                eprintln!(
-                    "kidbench: generating the synth benchmark in {}",
-                    out.display()
-                );
-                kidbench_synth::generate(&out, &cfg)
-                    .with_context(|| format!("generating synth into {}", out.display()))?;
-                generated = true;
-            }
-            if generated || !suite_dir.join("manifest.json").is_file() {
-                build_synth_suite(&synth, &suite_dir, progress)?;
-            }
+        let _lock = LockFile::acquire(&databases_dir.join(".synth.lock"))?;
+        // Every file is checked against synth's manifest (size and SHA-256); a mismatch is
+        // named and the folder regenerated.
+        let ensured = kidbench_synth::ensure(&out, &cfg, false)
+            .with_context(|| format!("generating synth into {}", out.display()))?;
+        // The suite is checked the same way; one of an older synth, one without checksums
+        // (built by an older kidbench) and one whose files do not match are rebuilt.
+        let suite = match kidbench_testsuite::verify_suite(&suite_dir) {
+            _ if ensured.generated.is_some() => Err("synth was regenerated".to_string()),
+            Ok(m) if !m.has_checksums() => Err("it has no checksums (an older kidbench)".into()),
+            Ok(_) => Ok(()),
+            Err(_) if !suite_dir.join("manifest.json").is_file() => Err("it is missing".into()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(why) = suite {
+            eprintln!(
+                "kidbench: rebuilding the synth test suite in {}: {why}",
+                suite_dir.display()
+            );
+            build_synth_suite(&synth, &suite_dir, progress)?;
         }
     }
     Ok(bench)
@@ -100,73 +104,8 @@ fn build_synth_suite(bench: &Benchmark, dir: &Path, progress: bool) -> anyhow::R
     Ok(())
 }
 
-/// A lock held by creating a file exclusively; a lock whose process is gone (Linux: no
-/// `/proc/<pid>`) is taken over; otherwise waits up to 30 minutes.
-pub struct LockFile {
-    path: PathBuf,
-}
-
-impl LockFile {
-    pub fn acquire(path: &Path) -> anyhow::Result<LockFile> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        let start = std::time::Instant::now();
-        let mut told = false;
-        loop {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(path)
-            {
-                Ok(mut f) => {
-                    use std::io::Write;
-                    let _ = write!(f, "{}", std::process::id());
-                    return Ok(LockFile {
-                        path: path.to_path_buf(),
-                    });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let holder = std::fs::read_to_string(path).unwrap_or_default();
-                    let gone = Path::new("/proc/self").exists()
-                        && holder
-                            .trim()
-                            .parse::<u32>()
-                            .is_ok_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
-                    if gone {
-                        let _ = std::fs::remove_file(path);
-                        continue;
-                    }
-                    if start.elapsed() > std::time::Duration::from_secs(1800) {
-                        anyhow::bail!(
-                            "{} is held by process {} for 30 minutes; remove it if no kidbench is running",
-                            path.display(),
-                            holder.trim()
-                        );
-                    }
-                    if !told {
-                        eprintln!(
-                            "kidbench: waiting for {} (held by process {})",
-                            path.display(),
-                            holder.trim()
-                        );
-                        told = true;
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(200));
-                }
-                Err(e) => {
-                    return Err(e).with_context(|| format!("creating the lock {}", path.display()))
-                }
-            }
-        }
-    }
-}
-
-impl Drop for LockFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
+/// The cross-process lock (flock; released by the OS when its holder dies).
+pub use kidbench_results::LockFile;
 
 /// Loads a split's questions and builds their prompts; keeps at most `limit` questions.
 pub fn load_split(
