@@ -7,6 +7,11 @@ echo "kidbench: LIBTORCH=$LIBTORCH" >&2
 # Build every crate first: the KD method plugins are cdylibs, which `cargo test` alone does not
 # produce, and the plugin tests load them from the build output.
 cargo build --workspace --locked
+# The Slurm tests (tests/slurm.rs) start a one-node Slurm (scripts/slurm-local.sh); stop it
+# afterwards unless it was running before.
+if ! bash scripts/slurm-local.sh status >/dev/null 2>&1; then
+    trap 'bash scripts/slurm-local.sh stop >/dev/null 2>&1 || true' EXIT
+fi
 # The cdylibs exist now: the plugin host tests need not build them again (a nested build with
 # a narrower package set would recompile dependencies with other features).
 KIDBENCH_SKIP_PLUGIN_BUILD=1 cargo test --workspace --locked "$@"

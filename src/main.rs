@@ -80,6 +80,18 @@ fn main() -> anyhow::Result<()> {
     // through LD_LIBRARY_PATH on a CUDA machine; absent here, and then we run on CPU).
     let cuda_loaded = kidbench_model::load_cuda_runtime();
     let cli = Cli::parse();
+    match run(&cli, cuda_loaded) {
+        Err(e) if kidbench_train::interrupt::is_interrupt(&e) => {
+            // Stopped by a signal after checkpointing: the shell's exit code for that signal.
+            eprintln!("kidbench: {e:#}");
+            let sig = kidbench_train::interrupt::requested().unwrap_or(15);
+            std::process::exit(128 + sig);
+        }
+        other => other,
+    }
+}
+
+fn run(cli: &Cli, cuda_loaded: bool) -> anyhow::Result<()> {
     match &cli.command {
         Command::Doctor(a) => doctor::run(a, cuda_loaded),
         Command::Plugins(a) => plugins_cmd::run(a),

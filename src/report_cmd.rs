@@ -77,7 +77,56 @@ fn write_report(
     for n in &files.notes {
         eprintln!("kidbench: report: {n}");
     }
+    let missing = unfinished_section(dirs)?;
+    if !missing.is_empty() {
+        let mut md = std::fs::read_to_string(&files.markdown)
+            .with_context(|| format!("reading {}", files.markdown.display()))?;
+        md.push_str(&missing);
+        std::fs::write(&files.markdown, md)
+            .with_context(|| format!("writing {}", files.markdown.display()))?;
+    }
     Ok(files.markdown)
+}
+
+/// A markdown section listing the cells of sweep folders in `dirs` that have no result (empty
+/// when every cell is done); each is also said on stderr.
+fn unfinished_section(dirs: &[PathBuf]) -> anyhow::Result<String> {
+    let mut rows = String::new();
+    let mut n = 0;
+    for d in dirs {
+        let Some(cells) = kidbench_run::sweep::unfinished_in_folder(d)? else {
+            continue;
+        };
+        for kidbench_run::sweep::UnfinishedCell {
+            index,
+            method,
+            seed,
+            state,
+        } in cells
+        {
+            let state = state.to_string().replace('|', "/");
+            eprintln!(
+                "kidbench: report: {}: cell {index} ({method} seed {seed}) has no result: {state}",
+                d.display()
+            );
+            rows.push_str(&format!(
+                "| {} | {index} | {method} | {seed} | {state} |\n",
+                d.file_name()
+                    .map(|f| f.to_string_lossy())
+                    .unwrap_or_default()
+            ));
+            n += 1;
+        }
+    }
+    if n == 0 {
+        return Ok(String::new());
+    }
+    Ok(format!(
+        "\n## Cells without a result\n\n{n} cell(s) of the sweep did not finish: the tables above \
+         leave them out. Run the sweep again (or its submit.sh) to finish them; add \
+         `--retry-failed` for failed ones.\n\n| sweep | cell | method | seed | state |\n\
+         | --- | ---: | --- | ---: | --- |\n{rows}"
+    ))
 }
 
 pub fn report(a: &ReportArgs) -> anyhow::Result<()> {
@@ -117,7 +166,7 @@ pub fn compare(a: &CompareArgs) -> anyhow::Result<()> {
 
 pub fn sweep(a: &kidbench_run::sweep::SweepArgs) -> anyhow::Result<()> {
     let s = kidbench_run::sweep::sweep(a)?;
-    if a.list || a.prepare {
+    if a.list || a.prepare || a.unfinished || a.emit.emit == Some(kidbench_run::emit::Emit::Slurm) {
         return Ok(());
     }
     println!(

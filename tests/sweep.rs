@@ -373,3 +373,168 @@ fn bad_sweep_files_name_the_file_and_the_key() {
     assert!(!ok);
     assert!(stderr.contains("not valid TOML"), "{stderr}");
 }
+
+/// `kb` with one libtorch thread (results are bitwise reproducible for a thread count).
+fn kb1(home: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = kidbench()
+        .args(args)
+        .env("KIDBENCH_HOME", home)
+        .env("OMP_NUM_THREADS", "1")
+        .env_remove("KIDBENCH_PLUGIN_PATH")
+        .output()
+        .expect("kidbench runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn emit_local_and_a_sigint_mid_training_give_the_report_of_one_process() {
+    let home = tempdir();
+    let tmp = tempdir();
+    let file = tiny_sweep(
+        tmp.path(),
+        "procs",
+        "methods = [\"sft\", \"rkd\"]\nseeds = [1]",
+    );
+    let reference = tmp.path().join("ref");
+    let (ok, stdout, stderr) = kb1(
+        home.path(),
+        &["sweep", &s(&file), "--out", &s(&reference), "--quiet"],
+    );
+    assert!(ok, "{stdout}\n{stderr}");
+    let (md_ref, csv_ref) = report(
+        home.path(),
+        &reference.join("procs"),
+        &tmp.path().join("r0"),
+    );
+
+    // --emit local: the cells as two processes at once, one thread each, a log per cell.
+    let local = tmp.path().join("local");
+    let (ok, stdout, stderr) = kb1(
+        home.path(),
+        &[
+            "sweep",
+            &s(&file),
+            "--out",
+            &s(&local),
+            "--emit",
+            "local",
+            "--max-parallel",
+            "2",
+            "--cpus-per-task",
+            "1",
+        ],
+    );
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stdout.contains("2 cells, 2 trained now"), "{stdout}");
+    assert!(
+        stderr.contains("2 of 2 cells to run, 2 at a time with 1 thread(s) each"),
+        "{stderr}"
+    );
+    for i in 0..2 {
+        let log = local.join(format!("procs/logs/cell-{i}.log"));
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            text.contains(&format!("cell {i} (1 of 1)")),
+            "{}:\n{text}",
+            log.display()
+        );
+    }
+    assert!(local.join("procs/report/report.md").is_file());
+    let (md, csv) = report(home.path(), &local.join("procs"), &tmp.path().join("r1"));
+    assert_eq!(md, md_ref, "--emit local gives another report.md");
+    assert_eq!(csv, csv_ref);
+    // Slurm-only options are refused with --emit local, naming the flag.
+    let (ok, _, stderr) = kb1(
+        home.path(),
+        &[
+            "sweep",
+            &s(&file),
+            "--out",
+            &s(&local),
+            "--emit",
+            "local",
+            "--partition",
+            "gpu",
+        ],
+    );
+    assert!(
+        !ok && stderr.contains("--partition is a Slurm option"),
+        "{stderr}"
+    );
+
+    // SIGINT mid-training: the step finishes, a checkpoint of it is written, exit 130.
+    let int = tmp.path().join("int");
+    let child = kidbench()
+        .args(["sweep", &s(&file), "--out", &s(&int), "--quiet"])
+        .env("KIDBENCH_HOME", home.path())
+        .env("OMP_NUM_THREADS", "1")
+        .env_remove("KIDBENCH_PLUGIN_PATH")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sweep = int.join("procs");
+    let start = Instant::now();
+    let victim = loop {
+        // metrics lines every 10 of the 120 steps: training is under way, far from its end
+        let mid = cells(&sweep).into_iter().find(|c| {
+            !c.join("DONE").exists()
+                && std::fs::read_dir(c.join("metrics"))
+                    .map(|rd| {
+                        rd.flatten().any(|m| {
+                            let n = m.file_name().to_string_lossy().into_owned();
+                            n != "teacher.jsonl"
+                                && n.ends_with(".jsonl")
+                                && std::fs::read_to_string(m.path())
+                                    .is_ok_and(|t| t.lines().count() >= 1)
+                        })
+                    })
+                    .unwrap_or(false)
+        });
+        if let Some(c) = mid {
+            let st = std::process::Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(st.success());
+            break c;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "no cell started training"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted by SIGINT at step") && stderr.contains("checkpoint written"),
+        "{stderr}"
+    );
+    assert!(!victim.join("DONE").exists() && !victim.join("FAILED").exists());
+    let (ok, stdout, _) = kb1(
+        home.path(),
+        &["sweep", &s(&file), "--out", &s(&int), "--list"],
+    );
+    assert!(ok && stdout.contains("interrupted"), "{stdout}");
+    let (ok, stdout, stderr) = kb1(
+        home.path(),
+        &["sweep", &s(&file), "--out", &s(&int), "--quiet"],
+    );
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("resuming from the checkpoint of step"),
+        "{stderr}"
+    );
+    let (md, csv) = report(home.path(), &sweep, &tmp.path().join("r2"));
+    assert_eq!(
+        md, md_ref,
+        "the run resumed after SIGINT gives another report.md"
+    );
+    assert_eq!(csv, csv_ref);
+}

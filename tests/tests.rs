@@ -9,6 +9,7 @@ mod eval_pairs_cli;
 mod plugin_new;
 mod plugins;
 mod plugins_run;
+mod slurm;
 mod sweep;
 mod synth_check;
 mod synth_manifest_cli;

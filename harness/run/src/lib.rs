@@ -10,6 +10,7 @@
 pub mod args;
 pub mod caches;
 pub mod context;
+pub mod emit;
 pub mod files;
 pub mod plan;
 pub mod score;
@@ -266,7 +267,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<RunSummary> {
         &registry,
         &dir,
         args.resume,
-    );
+    )?;
     write_results(&dir, &plan, &ctx, &prep, &runs, started)
 }
 

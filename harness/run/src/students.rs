@@ -153,7 +153,7 @@ fn train_one(
         let Some(every) = plan.eval.eval_every else {
             return Ok(());
         };
-        if done % every != 0 || curve.iter().any(|p| p.step == done) {
+        if !done.is_multiple_of(every) || curve.iter().any(|p| p.step == done) {
             return Ok(());
         }
         let s = score::score_items(
@@ -232,41 +232,45 @@ pub fn create(registry: &Registry, m: &MethodPlan) -> anyhow::Result<PluginMetho
     Ok(entry.create(&m.param_pairs())?)
 }
 
-/// Trains every method of `plan` in turn (outputs under `dir`).
+/// Trains every method of `plan` in turn (outputs under `dir`). A method's failure is its
+/// outcome; a SIGINT or SIGTERM is not a failure: it stops the run with its error (the method's
+/// checkpoint is written, and `--resume` or the sweep cell continues from it).
 pub fn train_all(
     shared: &Shared<'_>,
     plan: &RunPlan,
     registry: &Registry,
     dir: &Path,
     resume: bool,
-) -> Vec<MethodRun> {
-    plan.methods
-        .iter()
-        .map(|m| {
-            let attempt = catch_unwind(AssertUnwindSafe(|| {
-                let plugin = create(registry, m)?;
-                train_one(shared, plan, m, &plugin, dir, resume)
-            }));
-            let outcome = match attempt {
-                Ok(Ok((scored, report, curve))) => MethodOutcome::Trained {
-                    scored: Box::new(scored),
-                    report,
-                    curve,
-                },
-                Ok(Err(e)) => MethodOutcome::Failed {
-                    error: format!("{e:#}"),
-                },
-                Err(p) => MethodOutcome::Failed {
-                    error: format!("panicked: {}", panic_message(p.as_ref())),
-                },
-            };
-            if let MethodOutcome::Failed { error } = &outcome {
-                eprintln!("kidbench: method {} failed: {error}", m.spec());
+) -> anyhow::Result<Vec<MethodRun>> {
+    let mut runs = Vec::new();
+    for m in &plan.methods {
+        let attempt = catch_unwind(AssertUnwindSafe(|| {
+            let plugin = create(registry, m)?;
+            train_one(shared, plan, m, &plugin, dir, resume)
+        }));
+        let outcome = match attempt {
+            Ok(Ok((scored, report, curve))) => MethodOutcome::Trained {
+                scored: Box::new(scored),
+                report,
+                curve,
+            },
+            Ok(Err(e)) if kidbench_train::interrupt::is_interrupt(&e) => {
+                return Err(e.context(format!("method {}", m.spec())));
             }
-            MethodRun {
-                plan: m.clone(),
-                outcome,
-            }
-        })
-        .collect()
+            Ok(Err(e)) => MethodOutcome::Failed {
+                error: format!("{e:#}"),
+            },
+            Err(p) => MethodOutcome::Failed {
+                error: format!("panicked: {}", panic_message(p.as_ref())),
+            },
+        };
+        if let MethodOutcome::Failed { error } = &outcome {
+            eprintln!("kidbench: method {} failed: {error}", m.spec());
+        }
+        runs.push(MethodRun {
+            plan: m.clone(),
+            outcome,
+        });
+    }
+    Ok(runs)
 }

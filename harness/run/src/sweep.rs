@@ -66,6 +66,13 @@ pub struct SweepArgs {
     /// Extra folder to search for method plugins (searched first; repeatable).
     #[arg(long = "plugin-dir")]
     pub plugin_dirs: Vec<PathBuf>,
+    /// Print the indices of the cells that still need a run (pending, interrupted; failed ones
+    /// too with --retry-failed) as a Slurm `--array` list (`0-3,7`), and run nothing.
+    #[arg(long, conflicts_with_all = ["list", "cell", "prepare"])]
+    pub unfinished: bool,
+    /// Hand the sweep to a scheduler instead of running it here (docs/SCALING.md).
+    #[command(flatten)]
+    pub emit: crate::emit::EmitArgs,
 }
 
 /// A sweep file, parsed.
@@ -477,16 +484,8 @@ pub fn cell_state(dir: &Path, hash: &str) -> anyhow::Result<CellState> {
         let e = std::fs::read_to_string(dir.join(FAILED)).unwrap_or_default();
         return Ok(CellState::Failed(e.trim().to_string()));
     }
-    let lock = lock_path(dir);
-    if lock.is_file() {
-        let holder = std::fs::read_to_string(&lock).unwrap_or_default();
-        let alive = holder
-            .trim()
-            .parse::<u32>()
-            .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
-        if alive {
-            return Ok(CellState::Running);
-        }
+    if kidbench_results::lock::is_held(&lock_path(dir))? {
+        return Ok(CellState::Running);
     }
     Ok(CellState::Interrupted)
 }
@@ -655,6 +654,52 @@ fn claim_folder(dir: &Path, file: &SweepFile, cells: &[Cell]) -> anyhow::Result<
     files::write_json(&path, &want)
 }
 
+/// The cells of the sweep folder `dir` (as its `sweep.json` lists them) that have no result:
+/// `None` when `dir` is not a sweep folder. A report lists
+/// them, so that a cell that failed, was cancelled or never ran is not silently missing.
+pub fn unfinished_in_folder(dir: &Path) -> anyhow::Result<Option<Vec<UnfinishedCell>>> {
+    let path = dir.join("sweep.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let record: SweepRecord = serde_json::from_str(
+        &std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .with_context(|| format!("{}: not a sweep record", path.display()))?;
+    let mut out = Vec::new();
+    for c in record.cells {
+        let cdir = dir.join("cells").join(&c.id);
+        let state = if cdir.join(DONE).is_file() {
+            continue;
+        } else if cdir.join(FAILED).is_file() {
+            let e = std::fs::read_to_string(cdir.join(FAILED)).unwrap_or_default();
+            CellState::Failed(e.trim().to_string())
+        } else if kidbench_results::lock::is_held(&lock_path(&cdir))? {
+            CellState::Running
+        } else if cdir.exists() {
+            CellState::Interrupted
+        } else {
+            CellState::Pending
+        };
+        out.push(UnfinishedCell {
+            index: c.index,
+            method: c.method,
+            seed: c.seed,
+            state,
+        });
+    }
+    Ok(Some(out))
+}
+
+/// A cell of a sweep folder without a result, as [`unfinished_in_folder`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnfinishedCell {
+    pub index: usize,
+    pub method: String,
+    pub seed: u64,
+    pub state: CellState,
+}
+
 /// Prints the cells and their state.
 fn list(dir: &Path, cells: &[Cell]) -> anyhow::Result<()> {
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
@@ -729,7 +774,7 @@ fn run_cell(
     }
     let started = Instant::now();
     files::write_identity(dir, &cell.plan, ctx)?;
-    let runs = students::train_all(&prep.shared(ctx, quiet), &cell.plan, registry, dir, true);
+    let runs = students::train_all(&prep.shared(ctx, quiet), &cell.plan, registry, dir, true)?;
     crate::write_results(dir, &cell.plan, ctx, prep, &runs, started)?;
     let failed = runs.iter().find_map(|r| match &r.outcome {
         students::MethodOutcome::Failed { error } => Some(error.clone()),
@@ -783,7 +828,86 @@ pub fn sweep(args: &SweepArgs) -> anyhow::Result<SweepSummary> {
             failed: Vec::new(),
         });
     }
+    if args.unfinished {
+        if dir.join("sweep.json").is_file() {
+            claim_folder(&dir, &file, &cells)?;
+        }
+        let todo = crate::emit::unfinished(&dir, &cells, args.retry_failed)?;
+        println!("{}", crate::emit::array_list(&todo));
+        return Ok(SweepSummary {
+            dir,
+            cells: cells.len(),
+            trained: 0,
+            skipped_done: 0,
+            failed: Vec::new(),
+        });
+    }
     claim_folder(&dir, &file, &cells)?;
+    match args.emit.emit {
+        Some(crate::emit::Emit::Slurm) => {
+            let e = crate::emit::emit_slurm(args, &file, &cells, &dir)?;
+            println!("wrote {}", e.sbatch.display());
+            println!("wrote {}", e.submit.display());
+            println!(
+                "{} of {} cells to run ({}); submit with: {}",
+                e.unfinished.len(),
+                cells.len(),
+                crate::emit::array_list(&e.unfinished),
+                e.submit.display()
+            );
+            return Ok(SweepSummary {
+                dir,
+                cells: cells.len(),
+                trained: 0,
+                skipped_done: 0,
+                failed: Vec::new(),
+            });
+        }
+        Some(crate::emit::Emit::Local) => {
+            let prepare = SweepArgs {
+                prepare: true,
+                emit: crate::emit::EmitArgs::default(),
+                ..args.clone()
+            };
+            sweep(&prepare)?;
+            let done_before = cells
+                .iter()
+                .filter(|c| {
+                    matches!(
+                        cell_state(&dir.join("cells").join(c.id()), &c.plan.hash()),
+                        Ok(CellState::Done)
+                    )
+                })
+                .count();
+            let runs = crate::emit::run_local(args, &cells, &dir)?;
+            let mut failed = Vec::new();
+            for c in &cells {
+                match cell_state(&dir.join("cells").join(c.id()), &c.plan.hash())? {
+                    CellState::Failed(e) => failed.push((c.spec.index, e)),
+                    CellState::Done => {}
+                    other => {
+                        let log = runs.iter().find(|r| r.index == c.spec.index);
+                        failed.push((
+                            c.spec.index,
+                            format!(
+                                "{other}{}",
+                                log.map(|r| format!(" (log: {})", r.log.display()))
+                                    .unwrap_or_default()
+                            ),
+                        ));
+                    }
+                }
+            }
+            return Ok(SweepSummary {
+                dir,
+                cells: cells.len(),
+                trained: runs.iter().filter(|r| r.ok).count(),
+                skipped_done: done_before,
+                failed,
+            });
+        }
+        None => {}
+    }
     let chosen: Vec<&Cell> = match args.cell {
         Some(i) => vec![cells.iter().find(|c| c.spec.index == i).with_context(|| {
             format!(

@@ -12,6 +12,7 @@ pub mod cache;
 pub mod data;
 pub mod error;
 pub mod host;
+pub mod interrupt;
 pub mod lm;
 pub mod method;
 pub mod optim;

@@ -190,15 +190,32 @@ struct Progress<'a> {
 }
 
 fn save_checkpoint(dir: &Path, adam: &AdamW, at: &Progress<'_>) -> Result<(), TrainError> {
-    let (step, cfg) = (at.step, at.cfg);
+    let step = at.step;
     let io = |p: &Path, e: std::io::Error| ckpt_err(p, format!("cannot write: {e}"));
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-    let final_dir = dir.join(format!("step-{step}"));
     let tmp = dir.join(format!(".tmp-step-{step}-{}", std::process::id()));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
     }
-    std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    let res = write_checkpoint(dir, &tmp, adam, at);
+    if res.is_err() {
+        // A failed write (a full disk) leaves nothing half-written behind.
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    res
+}
+
+/// [`save_checkpoint`] through the temporary folder `tmp`.
+fn write_checkpoint(
+    dir: &Path,
+    tmp: &Path,
+    adam: &AdamW,
+    at: &Progress<'_>,
+) -> Result<(), TrainError> {
+    let (step, cfg) = (at.step, at.cfg);
+    let io = |p: &Path, e: std::io::Error| ckpt_err(p, format!("cannot write: {e}"));
+    let final_dir = dir.join(format!("step-{step}"));
+    std::fs::create_dir_all(tmp).map_err(|e| io(tmp, e))?;
     let state = tmp.join(STATE_FILE);
     let mut named = adam.param_tensors();
     named.extend(adam.state_tensors());
@@ -227,17 +244,43 @@ fn save_checkpoint(dir: &Path, adam: &AdamW, at: &Progress<'_>) -> Result<(), Tr
     if final_dir.exists() {
         std::fs::remove_dir_all(&final_dir).map_err(|e| io(&final_dir, e))?;
     }
-    std::fs::rename(&tmp, &final_dir).map_err(|e| io(&final_dir, e))?;
+    std::fs::rename(tmp, &final_dir).map_err(|e| io(&final_dir, e))?;
     let latest = dir.join(LATEST_FILE);
     write_atomic(&latest, format!("step-{step}\n").as_bytes()).map_err(|e| io(&latest, e))?;
     // Older checkpoints are no longer needed once `latest` points past them.
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with("step-") && name != format!("step-{step}") {
+            // Also what a write that failed before this one left (a process killed mid-write).
+            if (name.starts_with("step-") && name != format!("step-{step}"))
+                || name.starts_with(".tmp-step-")
+            {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }
+    }
+    Ok(())
+}
+
+/// Removes every checkpoint in `dir` (`step-*` folders and `latest`); other files stay.
+fn remove_checkpoints(dir: &Path) -> anyhow::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    for entry in entries {
+        let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if name == LATEST_FILE {
+            std::fs::remove_file(&path)
+        } else if name.starts_with("step-") && path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            continue;
+        }
+        .with_context(|| format!("removing the earlier run's checkpoint {}", path.display()))?;
     }
     Ok(())
 }
@@ -380,7 +423,16 @@ pub fn train_with_hook(
             last_loss = meta.last_loss;
             prior_counts = meta.token_counts;
             resumed_from = Some(meta.step);
+            eprintln!(
+                "kidbench: {}: resuming from the checkpoint of step {} of {}",
+                opts.label, meta.step, cfg.steps
+            );
         }
+    }
+    if let (None, Some(dir)) = (resumed_from, opts.checkpoint_dir.as_deref()) {
+        // A fresh run: checkpoints of an earlier run in this folder are not this run's, and a
+        // later `resume` must not mix them with it.
+        remove_checkpoints(dir)?;
     }
     let mut metrics = match &opts.metrics_path {
         Some(p) => {
@@ -423,6 +475,8 @@ pub fn train_with_hook(
     let mut paused = 0.0f64;
     let spent = |t0: &Instant, paused: f64| prior_seconds + t0.elapsed().as_secs_f64() - paused;
     let mut done = start;
+    // From here a SIGINT or SIGTERM lets the current step finish and checkpoint it.
+    let _training = crate::interrupt::TrainingGuard::enter();
 
     for step in start..end {
         // Progress through the run: of the steps, or of the time budget.
@@ -568,7 +622,7 @@ pub fn train_with_hook(
         });
         bar.set_message(format!("step {done} loss {step_loss:.4} {tps:.0} tok/s"));
         if let Some(f) = metrics.as_mut() {
-            if done % cfg.log_every.max(1) == 0 || last {
+            if done.is_multiple_of(cfg.log_every.max(1)) || last {
                 let line = serde_json::json!({
                     "step": done,
                     "loss": step_loss,
@@ -585,8 +639,10 @@ pub fn train_with_hook(
         after_step(done)?;
         paused += th.elapsed().as_secs_f64();
         let tc = Instant::now();
-        let is_ckpt = (cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0) || last;
-        if let (true, Some(dir)) = (is_ckpt, opts.checkpoint_dir.as_deref()) {
+        let is_ckpt =
+            (cfg.checkpoint_every > 0 && done.is_multiple_of(cfg.checkpoint_every)) || last;
+        let signal = crate::interrupt::requested().filter(|_| !last);
+        if let (true, Some(dir)) = (is_ckpt || signal.is_some(), opts.checkpoint_dir.as_deref()) {
             let at = Progress {
                 step: done,
                 train_seconds: spent(&t0, paused),
@@ -597,6 +653,16 @@ pub fn train_with_hook(
             save_checkpoint(dir, &adam, &at)?;
         }
         host.timings.other += tc.elapsed().as_secs_f64();
+        if let Some(signal) = signal {
+            bar.finish_and_clear();
+            return Err(crate::interrupt::Interrupted {
+                signal,
+                step: done,
+                steps: cfg.steps,
+                checkpointed: opts.checkpoint_dir.is_some(),
+            }
+            .into());
+        }
         if last {
             break;
         }
