@@ -24,21 +24,12 @@ pub fn run(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// The folder holding `spider/`: $KIDBENCH_DATA or `../shared/data` beside the checkout.
-/// Fails the test (never skips it) when the data is absent.
-pub fn data_dir() -> PathBuf {
-    let candidates: Vec<PathBuf> = std::env::var_os("KIDBENCH_DATA")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain([PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data")])
-        .collect();
-    candidates
-        .iter()
-        .find(|p| p.join("spider/dev.json").is_file())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!("Spider data not found: looked for spider/dev.json under {candidates:?}; set KIDBENCH_DATA")
-        })
+/// The folder holding `spider/`, or `None`: the test then returns (`kidbench_sql::testdata`
+/// says loudly that it skipped, and fails instead under `CI=true` or with a wrong
+/// `KIDBENCH_DATA`).
+pub fn data_dir(test: &str) -> Option<PathBuf> {
+    let spider = kidbench_sql::testdata::spider(test)?;
+    Some(spider.parent().expect("spider/ has a parent").to_path_buf())
 }
 
 pub fn tempdir() -> tempfile::TempDir {

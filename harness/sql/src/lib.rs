@@ -17,6 +17,7 @@ pub mod normalize;
 pub mod prompt;
 pub mod schema;
 pub mod spaced;
+pub mod testdata;
 pub mod value;
 
 pub use value::{ResultSet, Value};
