@@ -1,8 +1,8 @@
 //! Test-suite accuracy end to end: boundary cases TS catches and EX misses, equivalent rewrites,
 //! gold-vs-gold on Spider dev schemas, TS <= EX, database integrity and determinism.
 //!
-//! Spider is read from `$KIDBENCH_DATA/spider` or `<repo>/../../shared/data/spider`; a test that
-//! needs it fails (naming the path) when it is absent.
+//! Spider is found by `kidbench_sql::testdata::spider`; a test that needs it is skipped, loudly,
+//! when it is absent (and fails under `CI=true`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,32 +17,24 @@ use kidbench_testsuite::verdict::{evaluate_ts, Suite};
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
 
-/// `$KIDBENCH_DATA`, else `<crate>/../../../shared/data` (a clone next to `shared/`), else the
-/// nearest ancestor folder holding `shared/data/spider` (a git worktree one level deeper).
+/// The folder holding `spider/` (`kidbench_sql::testdata::spider`). Tests that need Spider
+/// call [`needs_spider`] first: without the data they return (said loudly; a failure under
+/// `CI=true`).
 fn data_root() -> PathBuf {
-    if let Some(d) = std::env::var_os("KIDBENCH_DATA") {
-        return PathBuf::from(d);
-    }
-    let krate = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let default = krate.join("../../../shared/data");
-    if default.join("spider").is_dir() {
-        return default;
-    }
-    krate
-        .ancestors()
-        .map(|a| a.join("shared/data"))
-        .find(|d| d.join("spider").is_dir())
-        .unwrap_or(default)
+    spider_dir()
+        .parent()
+        .expect("spider/ has a parent")
+        .to_path_buf()
 }
 
 fn spider_dir() -> PathBuf {
-    let dir = data_root().join("spider");
-    assert!(
-        dir.join("dev.json").is_file(),
-        "Spider data not found: expected {} (set KIDBENCH_DATA to the folder holding spider/)",
-        dir.join("dev.json").display()
-    );
-    dir
+    kidbench_sql::testdata::spider("testsuite")
+        .expect("needs_spider() was called first by every test that reads Spider")
+}
+
+/// Whether Spider is here; when not, the calling test returns.
+fn needs_spider(test: &str) -> bool {
+    kidbench_sql::testdata::spider(test).is_some()
 }
 
 fn spider_db(db_id: &str) -> PathBuf {
@@ -231,6 +223,9 @@ fn equivalent_rewrites_stay_matches() {
 
 #[test]
 fn gold_vs_gold_is_perfect_on_spider_dev_schemas() {
+    if !needs_spider("gold_vs_gold_is_perfect_on_spider_dev_schemas") {
+        return;
+    }
     let ids = [
         "concert_singer",
         "pets_1",
@@ -296,6 +291,9 @@ fn gold_vs_gold_is_perfect_on_spider_dev_schemas() {
 
 #[test]
 fn suite_catches_distinguished_neighbours() {
+    if !needs_spider("suite_catches_distinguished_neighbours") {
+        return;
+    }
     // Every neighbour a build counts as distinguished must be TS-wrong when evaluated.
     let schemas = spider_golds(&["singer"]);
     let dir = tempfile::tempdir().expect("tempdir");
@@ -478,6 +476,9 @@ fn check_integrity(db: &Path) {
 
 #[test]
 fn fuzzed_databases_respect_keys_not_null_and_foreign_keys() {
+    if !needs_spider("fuzzed_databases_respect_keys_not_null_and_foreign_keys") {
+        return;
+    }
     let dev = spider_dir().join("database");
     let mut ids: Vec<String> = std::fs::read_dir(&dev)
         .expect("spider database folder")
@@ -562,6 +563,9 @@ fn file_digests(dir: &Path) -> BTreeMap<String, String> {
 
 #[test]
 fn same_seed_same_suite() {
+    if !needs_spider("same_seed_same_suite") {
+        return;
+    }
     let schemas = spider_golds(&["concert_singer", "orchestra"]);
     let a = tempfile::tempdir().expect("tempdir");
     let b = tempfile::tempdir().expect("tempdir");
@@ -598,6 +602,9 @@ fn same_seed_same_suite() {
 
 #[test]
 fn finished_schemas_are_resumed_and_half_written_ones_redone() {
+    if !needs_spider("finished_schemas_are_resumed_and_half_written_ones_redone") {
+        return;
+    }
     let schemas = spider_golds(&["battle_death", "voter_1"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = small_config();
@@ -664,6 +671,9 @@ proptest! {
 #[test]
 #[ignore]
 fn full_spider_dev_suite() {
+    if !needs_spider("full_spider_dev_suite") {
+        return;
+    }
     spider_dir();
     let roots = Roots {
         data: data_root(),
