@@ -204,7 +204,7 @@ fn eval_benchmark(args: &EvalArgs, bench: &Benchmark, split: Split, pred: &Path)
     let dirs = bench.database_dirs(split);
     let suite = if args.metric.iter().any(|m| m == "ts") {
         let dir = args.suite_dir.clone().unwrap_or_else(|| {
-            kidbench_testsuite::default_suite_dir(&args.data.roots().databases, bench.name())
+            kidbench_testsuite::default_suite_dir(&args.data.roots().databases, bench.suite_name())
         });
         Some(kidbench_testsuite::Suite::open_if_built(&dir)?.with_context(|| {
             format!(

@@ -124,7 +124,8 @@ impl Context {
         if dev.items.is_empty() {
             anyhow::bail!("benchmark '{}' has no usable dev question", bench.name());
         }
-        let suite_dir = kidbench_testsuite::default_suite_dir(&common.databases_dir, bench.name());
+        let suite_dir =
+            kidbench_testsuite::default_suite_dir(&common.databases_dir, bench.suite_name());
         let suite = Suite::open_if_built(&suite_dir)
             .with_context(|| format!("opening the test suite {}", suite_dir.display()))?;
         let suite_manifest_sha = match &suite {

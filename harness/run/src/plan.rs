@@ -478,7 +478,8 @@ fn sft_model_plan(
         "format": PLAN_FORMAT,
         "preset": resolved.name(),
         "source": source,
-        "benchmark": ctx.bench.name(),
+        // The train split by content, not the benchmark's name: synth-syn trains on synth's
+        // train split, so it distils synth's teacher.
         "train_data": ctx.data_plan.train,
         "prompt": [ctx.data_plan.prompt_sample_values, &ctx.data_plan.prompt_style],
         "tokenizer": tokenizer,

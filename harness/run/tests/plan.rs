@@ -83,6 +83,17 @@ fn the_plan_hash_is_the_identity_of_a_run_and_its_caches() {
     let mut a = base.clone();
     a.teacher_steps = Some(5);
     assert_ne!(plan(&a).teacher.key, p0.teacher.key);
+    // Another benchmark with the same train split (synth-syn: synth's train, other dev
+    // questions) trains the same teacher and tokenizer, and scores other questions.
+    let mut a = base.clone();
+    a.common.benchmark = "synth-syn".into();
+    let p = plan(&a);
+    assert_ne!(p.hash(), p0.hash());
+    assert_ne!(p.data.dev, p0.data.dev);
+    assert_eq!(p.data.train, p0.data.train);
+    assert_eq!(p.teacher.key, p0.teacher.key);
+    assert_eq!(p.tokenizer.key, p0.tokenizer.key);
+    assert_ne!(p.teacher_score_key(), p0.teacher_score_key());
     // The dev limit changes what is scored, not what is trained.
     let mut a = base.clone();
     a.max_dev = Some(6);

@@ -113,6 +113,10 @@ pub struct BenchmarkSpec {
     /// BIRD: give the model the external-knowledge evidence ("w/ EK").
     #[serde(default)]
     pub evidence: bool,
+    /// The benchmark whose test suite this one uses (same dev databases and gold queries, other
+    /// questions: `synth-syn` uses `synth`'s); default: its own.
+    #[serde(default)]
+    pub suite: Option<String>,
 }
 
 /// One question of a benchmark.
@@ -186,6 +190,18 @@ const BUILTIN: &[(&str, &str)] = &[
     (
         "synth-fit.toml",
         include_str!("../../../benchmarks/synth-fit.toml"),
+    ),
+    (
+        "synth-val.toml",
+        include_str!("../../../benchmarks/synth-val.toml"),
+    ),
+    (
+        "synth-syn.toml",
+        include_str!("../../../benchmarks/synth-syn.toml"),
+    ),
+    (
+        "synth-realistic.toml",
+        include_str!("../../../benchmarks/synth-realistic.toml"),
     ),
 ];
 
@@ -290,6 +306,11 @@ fn parse_spec(text: &str, origin: &str) -> Result<BenchmarkSpec, BenchmarkError>
 impl Benchmark {
     pub fn name(&self) -> &str {
         &self.spec.name
+    }
+
+    /// The name its test suite is filed under (`databases/testsuites/<name>`).
+    pub fn suite_name(&self) -> &str {
+        self.spec.suite.as_deref().unwrap_or(&self.spec.name)
     }
 
     fn files(&self, split: Split) -> Result<&[String], BenchmarkError> {

@@ -26,6 +26,7 @@ mod reskin;
 mod spec;
 mod sql;
 mod templates;
+pub mod variants;
 mod words;
 
 use std::collections::{BTreeMap, HashSet};
@@ -47,7 +48,7 @@ use crate::templates::{Template, TEMPLATES};
 pub use crate::templates::FAMILIES;
 
 /// Version of the generator. Bump it whenever output for a given seed changes.
-pub const GENERATOR_VERSION: &str = "synth-3";
+pub const GENERATOR_VERSION: &str = "synth-4";
 
 /// Default output directory, relative to the repository root (gitignored).
 pub const DEFAULT_DIR: &str = "databases/synth";
@@ -59,6 +60,9 @@ pub enum SynthError {
     /// The embedded schema spec is malformed.
     #[error("schema spec (domains.txt) line {line}: {msg}")]
     Spec { line: usize, msg: String },
+    /// The embedded synonym list (synonyms.txt) is malformed.
+    #[error("synonym list (synonyms.txt) line {line}: {msg}")]
+    Synonyms { line: usize, msg: String },
     /// A database cannot be generated as specified.
     #[error("database {db_id}: {msg}")]
     Data { db_id: String, msg: String },
@@ -473,7 +477,16 @@ fn remove_path(path: &Path) -> Result<(), SynthError> {
 }
 
 /// The files a generation writes besides `database/`, `manifest.json` last.
-const TOP_FILES: [&str; 4] = ["tables.json", "train.json", "dev.json", "manifest.json"];
+const TOP_FILES: [&str; 8] = [
+    "tables.json",
+    "train.json",
+    "dev.json",
+    "val.json",
+    "train-val.json",
+    "dev-syn.json",
+    "dev-realistic.json",
+    "manifest.json",
+];
 
 /// [`generate`] with the lock held.
 fn generate_locked(out_dir: &Path, cfg: &SynthConfig) -> Result<Manifest, SynthError> {
@@ -574,6 +587,7 @@ fn generate_into(out_dir: &Path, cfg: &SynthConfig) -> Result<Manifest, SynthErr
     let schemas: Vec<&SpiderSchema> = outs.iter().map(|o| &o.schema).collect();
     write_json(&out_dir.join("tables.json"), &schemas)?;
     let mut splits = BTreeMap::new();
+    let mut by_split: BTreeMap<&str, Vec<Pair>> = BTreeMap::new();
     for split in [Split::Train, Split::Dev] {
         let pairs: Vec<Pair> = outs
             .iter()
@@ -583,6 +597,23 @@ fn generate_into(out_dir: &Path, cfg: &SynthConfig) -> Result<Manifest, SynthErr
         let ndb = outs.iter().filter(|o| o.split == split).count();
         write_json(&out_dir.join(format!("{}.json", split.name())), &pairs)?;
         splits.insert(split.name().to_owned(), counts(&pairs, ndb));
+        by_split.insert(split.name(), pairs);
+    }
+    // The validation split and the robustness variants (variants.rs).
+    let v = variants::derive(&by_split["train"], &by_split["dev"], &schemas)?;
+    for (name, pairs) in [
+        ("val", &v.val),
+        ("train-val", &v.train_val),
+        ("dev-syn", &v.syn),
+        ("dev-realistic", &v.realistic),
+    ] {
+        write_json(&out_dir.join(format!("{name}.json")), pairs)?;
+        let ndb = pairs
+            .iter()
+            .map(|p| p.db_id.as_str())
+            .collect::<HashSet<_>>()
+            .len();
+        splits.insert(name.to_owned(), counts(pairs, ndb));
     }
 
     let mut files = BTreeMap::new();
@@ -590,7 +621,11 @@ fn generate_into(out_dir: &Path, cfg: &SynthConfig) -> Result<Manifest, SynthErr
     let rels = outs
         .iter()
         .map(|o| format!("database/{0}/{0}.sqlite", o.schema.db_id))
-        .chain(TOP_FILES[..3].iter().map(|f| f.to_string()));
+        .chain(
+            TOP_FILES[..TOP_FILES.len() - 1]
+                .iter()
+                .map(|f| f.to_string()),
+        );
     for rel in rels {
         let path = out_dir.join(&rel);
         let size = std::fs::metadata(&path).map_err(io_err(&path))?.len();

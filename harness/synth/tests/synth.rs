@@ -477,3 +477,79 @@ fn manifest_hashes_and_is_current() {
     let empty = tempfile::tempdir().expect("tempdir");
     assert!(!is_current(empty.path(), &SynthConfig::default()));
 }
+
+/// The validation split: whole train domains held out (a domain with all its re-skins), the
+/// rest of train beside it, nothing lost or shared.
+#[test]
+fn the_validation_split_holds_out_whole_train_domains() {
+    use kidbench_synth::variants::base_domain;
+    let (train, val, rest) = (pairs("train"), pairs("val"), pairs("train-val"));
+    assert_eq!(val.len() + rest.len(), train.len());
+    let val_domains: BTreeSet<&str> = val.iter().map(|p| base_domain(&p.db_id)).collect();
+    let rest_domains: BTreeSet<&str> = rest.iter().map(|p| base_domain(&p.db_id)).collect();
+    assert!(!val_domains.is_empty());
+    assert!(val_domains.is_disjoint(&rest_domains), "{val_domains:?}");
+    // about a ninth of the train domains, and of its questions
+    let share = val.len() as f64 / train.len() as f64;
+    assert!((0.05..0.2).contains(&share), "validation share {share:.3}");
+    let dev: Vec<Pair> = pairs("dev");
+    assert!(val.iter().all(|p| !dev.iter().any(|d| d.db_id == p.db_id)));
+}
+
+/// synth-syn: the dev questions, each with the same SQL, most with a schema word replaced, and
+/// every value the SQL quotes still in the question.
+#[test]
+fn syn_questions_keep_sql_and_values_and_change_schema_words() {
+    let (dev, syn) = (pairs("dev"), pairs("dev-syn"));
+    assert_eq!(dev.len(), syn.len());
+    let mut changed = 0;
+    for (d, s) in dev.iter().zip(&syn) {
+        assert_eq!((&d.db_id, &d.query), (&s.db_id, &s.query));
+        if d.question != s.question {
+            changed += 1;
+        }
+        for lit in kidbench_synth::variants::sql_literals(&d.query) {
+            if d.question.contains(&lit) {
+                assert!(
+                    s.question.contains(&lit),
+                    "{} -> {}",
+                    d.question,
+                    s.question
+                );
+            }
+        }
+    }
+    // a table or column word is in nearly every question ("How many museums are there?")
+    assert!(
+        changed as f64 > 0.8 * dev.len() as f64,
+        "{changed} of {} changed",
+        dev.len()
+    );
+}
+
+/// synth-realistic: dev questions that named the column of a quoted value, without it.
+#[test]
+fn realistic_questions_no_longer_name_the_column_of_their_value() {
+    let (dev, real) = (pairs("dev"), pairs("dev-realistic"));
+    assert!(real.len() >= 100, "only {} realistic questions", real.len());
+    for r in &real {
+        // its dev original: a longer question of the same SQL (several may share the SQL)
+        let originals: Vec<&Pair> = dev
+            .iter()
+            .filter(|d| d.query == r.query && d.db_id == r.db_id)
+            .collect();
+        assert!(
+            originals
+                .iter()
+                .any(|d| r.question.len() < d.question.len()),
+            "no longer dev question for {}",
+            r.question
+        );
+        for lit in kidbench_synth::variants::sql_literals(&r.query) {
+            if originals.iter().all(|d| d.question.contains(&lit)) {
+                assert!(r.question.contains(&lit), "{} lost '{lit}'", r.question);
+            }
+        }
+        assert!(!r.question.contains(" whose name is "), "{}", r.question);
+    }
+}

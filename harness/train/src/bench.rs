@@ -46,8 +46,9 @@ pub fn open(
         databases: databases_dir.to_path_buf(),
     };
     let bench = registry.open(name, &roots)?;
-    // synth-fit reads synth's files: generated the same way.
-    if matches!(bench.name(), "synth" | "synth-fit") {
+    // synth-fit, synth-val, synth-syn and synth-realistic read synth's files: generated the
+    // same way.
+    if is_synth(bench.name()) {
         let out = databases_dir.join("synth");
         let suite_dir = kidbench_testsuite::default_suite_dir(databases_dir, "synth");
         let synth = registry.open("synth", &roots)?;
@@ -75,6 +76,14 @@ pub fn open(
         }
     }
     Ok(bench)
+}
+
+/// Whether a benchmark reads the generated synth folder.
+pub fn is_synth(name: &str) -> bool {
+    matches!(
+        name,
+        "synth" | "synth-fit" | "synth-val" | "synth-syn" | "synth-realistic"
+    )
 }
 
 /// The settings of the synth suite (`kidbench testsuite build --benchmark synth` defaults).
