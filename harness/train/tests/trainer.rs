@@ -217,3 +217,71 @@ fn lr_schedule_warms_up_then_decays() {
     let mid = lr_at(55, 100, 10, 1.0, 0.1);
     assert!((mid - 0.55).abs() < 1e-9, "{mid}");
 }
+
+/// Issue 15: a run without `resume` over a finished run's folder, killed, then resumed, kept
+/// only a few lines of its metrics (it resumed from the old run's last checkpoint). A fresh run
+/// now removes the earlier run's checkpoints, and what a failed write left.
+#[test]
+fn a_fresh_run_over_a_finished_one_killed_and_resumed_keeps_its_whole_curve() {
+    let data = examples(30);
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(10, 4);
+    c.checkpoint_every = 4;
+    let (straight, _) = run(&c, &data, &TrainOptions::default());
+    let ckpt = dir.path().join("ckpt");
+    let metrics = dir.path().join("metrics.jsonl");
+    let fresh = TrainOptions {
+        checkpoint_dir: Some(ckpt.clone()),
+        resume: false,
+        metrics_path: Some(metrics.clone()),
+        ..Default::default()
+    };
+    // A finished run: its last checkpoint is step 10.
+    run(&c, &data, &fresh);
+    assert!(ckpt.join("step-10").is_dir());
+    // What a checkpoint write killed half-way leaves.
+    std::fs::create_dir_all(ckpt.join(".tmp-step-8-4242")).unwrap();
+    // The same run again without resume, "killed" after step 3, before its first checkpoint.
+    let (_, r1) = run(
+        &c,
+        &data,
+        &TrainOptions {
+            stop_after: Some(3),
+            ..fresh.clone()
+        },
+    );
+    assert_eq!(r1.resumed_from, None);
+    assert!(
+        !ckpt.join("step-10").exists(),
+        "the earlier run's checkpoint is not this run's"
+    );
+    // Resumed: this run has no checkpoint yet, so it starts again (not from the earlier run's
+    // step 10), to the uninterrupted weights and a whole curve.
+    let (resumed, r2) = run(
+        &c,
+        &data,
+        &TrainOptions {
+            resume: true,
+            ..fresh
+        },
+    );
+    assert_eq!(r2.resumed_from, None);
+    assert_eq!(resumed, straight);
+    let steps: Vec<u64> = std::fs::read_to_string(&metrics)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(steps, (1..=10).collect::<Vec<_>>());
+    let leftovers: Vec<String> = std::fs::read_dir(&ckpt)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+}
