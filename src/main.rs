@@ -3,6 +3,7 @@
 mod doctor;
 mod eval_cmd;
 mod paths;
+mod plugin_check;
 mod plugin_new;
 mod plugins_cmd;
 mod report_cmd;
@@ -62,6 +63,9 @@ enum Command {
 enum PluginCmd {
     /// Create a plugin crate: a working skew-KL method with unit tests, to build and change.
     New(plugin_new::NewArgs),
+    /// Run the conformance suite on a plugin (name or library path) against toy models: one
+    /// line per property; exits non-zero when one fails.
+    Check(plugin_check::CheckArgs),
 }
 
 #[derive(Subcommand)]
@@ -98,6 +102,9 @@ fn run(cli: &Cli, cuda_loaded: bool) -> anyhow::Result<()> {
         Command::Plugin {
             cmd: PluginCmd::New(a),
         } => plugin_new::run(a),
+        Command::Plugin {
+            cmd: PluginCmd::Check(a),
+        } => plugin_check::run(a),
         Command::Run(a) => {
             let s = kidbench_run::run(a)?;
             report_cmd::print_run(&s);

@@ -105,9 +105,13 @@ fn type_name(name: &str) -> String {
                 .unwrap_or_default()
         })
         .collect();
-    const TAKEN: [&str; 14] = [
+    const TAKEN: [&str; 18] = [
         "Self",
         "Plugin",
+        "Method",
+        "LossForm",
+        "KidbenchPlugin",
+        "KidbenchPluginMeta",
         "Params",
         "Ctx",
         "Tensor",
@@ -268,6 +272,8 @@ fn plan(args: &NewArgs, cwd: &Path) -> Result<Plan> {
                  # target/debug/libkidbench_plugin_{name}.so, where kidbench looks by default\n\
                  cargo build -p kidbench-plugin-{crate_name}\n\
                  cargo run -- plugins\n\
+                 # the conformance suite, one line per property (also run by `cargo test`)\n\
+                 cargo run -- plugin check {name}\n\
                  cargo run -- run --methods sft,{name}:alpha=0.2\n\
                  ```"
             );
@@ -290,6 +296,8 @@ fn plan(args: &NewArgs, cwd: &Path) -> Result<Plan> {
                  (in $CARGO_TARGET_DIR/debug when that is set)\n\
                  cargo build\n\
                  kidbench plugins --plugin-dir target/debug\n\
+                 # the conformance suite, one line per property (also run by `cargo test`)\n\
+                 kidbench plugin check target/debug/libkidbench_plugin_{name}.so\n\
                  kidbench run --methods sft,{name}:alpha=0.2 --plugin-dir target/debug\n\
                  ```\n\n\
                  `KIDBENCH_PLUGIN_PATH` (`:`-separated folders) works like `--plugin-dir`."
@@ -388,6 +396,7 @@ pub fn run(args: &NewArgs) -> Result<()> {
             println!(
                 "  - cargo build -p kidbench-plugin-{crate_name}   (target/debug/libkidbench_plugin_{name}.so)"
             );
+            println!("  - kidbench plugin check {name}   (the conformance suite)");
             println!("  - kidbench plugins; kidbench run --methods sft,{name}:alpha=0.2");
         }
         Mode::Standalone { kidbench } => {
@@ -404,6 +413,9 @@ pub fn run(args: &NewArgs) -> Result<()> {
             );
             println!("  - cd {dir} && cargo test && cargo build");
             println!("  - kidbench plugins --plugin-dir {dir}/target/debug");
+            println!(
+                "  - kidbench plugin check {dir}/target/debug/libkidbench_plugin_{name}.so   (the conformance suite)"
+            );
             println!(
                 "  - kidbench run --methods sft,{name}:alpha=0.2 --plugin-dir {dir}/target/debug"
             );
@@ -449,6 +461,8 @@ mod tests {
         assert_eq!(type_name("skew__kl_"), "SkewKl");
         assert_eq!(type_name("plugin"), "PluginMethod");
         assert_eq!(type_name("self"), "SelfMethod");
+        assert_eq!(type_name("method"), "MethodMethod");
+        assert_eq!(type_name("kidbench_plugin"), "KidbenchPluginMethod");
     }
 
     #[test]
@@ -526,10 +540,11 @@ mod tests {
             .1;
         assert!(lib.contains("pub struct SkewKl {"), "{lib}");
         assert!(
-            lib.contains("const NAME: &'static str = \"skew_kl\";"),
+            lib.contains("export_method!(\n    SkewKl,\n    \"skew_kl\","),
             "{lib}"
         );
-        assert!(lib.contains("export_plugin!(SkewKl);"), "{lib}");
+        assert!(lib.contains("impl Method for SkewKl {"), "{lib}");
+        assert!(lib.contains("check::assert_conforms(\n"), "{lib}");
         let readme = &p
             .files
             .iter()

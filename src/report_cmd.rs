@@ -227,5 +227,65 @@ pub fn print_run(s: &RunSummary) {
             MethodResult::Failed { error } => println!("{} FAILED: {error}", m.spec()),
         }
     }
+    match paired_lines(s) {
+        Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
+        Err(e) => eprintln!("kidbench: no paired comparison: {e:#}"),
+    }
     println!("table: {}", s.dir.join("results.md").display());
+}
+
+/// Confidence level and bootstrap settings of the comparison `kidbench run` prints (the
+/// report's defaults).
+const RUN_LEVEL: f64 = 0.95;
+const RUN_RESAMPLES: usize = 2000;
+
+/// One line per method other than plain `sft`: its EX difference from SFT on the same dev
+/// questions, with the paired bootstrap interval and McNemar's exact p-value (one seed).
+fn paired_lines(s: &RunSummary) -> anyhow::Result<Vec<String>> {
+    use kidbench_results::Role;
+    let records = kidbench_results::load_records(std::slice::from_ref(&s.dir))?;
+    let methods: Vec<&kidbench_results::Loaded> = records
+        .iter()
+        .filter(|l| l.record.key.role == Role::Method && !l.verdicts.is_empty())
+        .collect();
+    let Some(sft) = methods
+        .iter()
+        .find(|l| l.record.key.method == "sft" && l.record.key.params.is_empty())
+    else {
+        return Ok(Vec::new());
+    };
+    let by_id = |l: &kidbench_results::Loaded| -> std::collections::BTreeMap<String, bool> {
+        l.verdicts.iter().map(|v| (v.id.clone(), v.ex)).collect()
+    };
+    let base = by_id(sft);
+    let mut lines = Vec::new();
+    for m in &methods {
+        if std::ptr::eq(*m, *sft) {
+            continue;
+        }
+        let other = by_id(m);
+        let (a, b): (Vec<bool>, Vec<bool>) = base
+            .iter()
+            .filter_map(|(id, &x)| other.get(id).map(|&y| (x, y)))
+            .unzip();
+        let p = kidbench_stats::paired_comparison(&[a], &[b], RUN_LEVEL, RUN_RESAMPLES, 0)?;
+        let d = p.diff;
+        lines.push(format!(
+            "{} vs sft: EX {:+.1} points, {:.0}% CI [{:+.1}, {:+.1}] on {} paired questions, \
+             McNemar p = {:.3}{}",
+            m.record.label,
+            100.0 * d.estimate,
+            100.0 * RUN_LEVEL,
+            100.0 * d.lo,
+            100.0 * d.hi,
+            p.questions,
+            p.p_value,
+            if d.lo > 0.0 || d.hi < 0.0 {
+                ""
+            } else {
+                " (the interval holds 0: no difference shown)"
+            }
+        ));
+    }
+    Ok(lines)
 }

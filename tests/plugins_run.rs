@@ -160,6 +160,29 @@ fn plugins_run_all_seven_methods_and_write_their_results() {
         get(&rows, m, p, "all", "train_seconds") / get(&rows, m, p, "all", "train_steps")
     };
     let sft_step = per_step("sft", "");
+    // One paired comparison with SFT per other method; its estimate is the difference of the
+    // two EX figures in results.csv (same questions), to the printed decimal.
+    let paired: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains(" vs sft: EX "))
+        .collect();
+    assert_eq!(paired.len(), 6, "{stdout}");
+    let fkd_line = paired
+        .iter()
+        .find(|l| l.starts_with("fkd vs sft: EX "))
+        .unwrap_or_else(|| panic!("no fkd line in {stdout}"));
+    let printed: f64 = fkd_line["fkd vs sft: EX ".len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let want = 100.0 * (get(&rows, "fkd", "", "all", "ex") - get(&rows, "sft", "", "all", "ex"));
+    assert!((printed - want).abs() < 0.051, "{fkd_line} vs {want}");
+    assert!(
+        fkd_line.contains("95% CI [") && fkd_line.contains("McNemar p = "),
+        "{fkd_line}"
+    );
     for (m, p) in methods {
         assert!(stdout.contains(&format!("\n{m}")), "{m} in\n{stdout}");
         for h in ["all", "easy", "medium", "hard", "extra"] {

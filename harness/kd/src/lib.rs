@@ -1,6 +1,8 @@
 //! kidbench-kd: the divergences every KD method shares ([`div`]) and the plugin-side SDK
-//! ([`sdk`]) that turns a plain Rust [`sdk::Plugin`] into a cdylib behind the stable ABI of
-//! `kidbench-plugin-api`.
+//! ([`sdk`]) that turns a plain Rust [`sdk::Method`] into a cdylib behind the stable ABI of
+//! `kidbench-plugin-api`: `kidbench_kd::export_method!(MyMethod, "name", "description");`.
+//! A method may declare its loss in the closed forms of [`div`] ([`sdk::LossForm`]), which
+//! `kidbench plugin check` compares it with.
 
 pub mod div;
 pub mod sdk;

@@ -1,11 +1,24 @@
-//! Plugin-side SDK: implement [`Plugin`], then `kidbench_kd::export_plugin!(MyMethod);` in the
-//! plugin crate (which depends on `abi_stable` and is built as `cdylib` + `rlib`).
+//! Plugin-side SDK. A plugin is its method and nothing else: implement [`Method`] (parameters,
+//! construction, the data each micro-batch needs, the loss), then export it with its name and
+//! description:
 //!
-//! The SDK validates parameters against [`Plugin::params`], catches panics in every exported
+//! ```ignore
+//! kidbench_kd::export_method!(Skewkl, "skewkl", "skew KL(T || a T + (1-a) S) on the ground truth + MLE");
+//! ```
+//!
+//! in the plugin crate (which depends on `abi_stable` and is built as `cdylib` + `rlib`). The
+//! macro supplies the version (the crate's `CARGO_PKG_VERSION`) and the root module. A method
+//! that is a fixed divergence on the ground truth plus MLE needs no code of its own:
+//! `export_method!(FixedKd<Fkl>, "fkd", "...")`.
+//!
+//! The SDK validates parameters against [`Method::params`], catches panics in every exported
 //! function (returning them as errors), and wraps the host context in a safe [`Ctx`].
+//! [`Plugin`] + [`export_plugin!`](crate::export_plugin) is the same thing with the name,
+//! version and description written as associated constants.
 
 use std::collections::BTreeMap;
 use std::ffi::c_void;
+use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 pub use abi_stable;
@@ -35,6 +48,280 @@ pub trait Plugin: Sized + Send + 'static {
     }
     /// The scalar loss of this micro-batch, divided by `ctx.batch().norm`.
     fn loss(&mut self, ctx: &mut Ctx<'_>) -> anyhow::Result<Tensor>;
+    /// What the loss is in the shared closed forms, when it is one (see [`LossForm`]).
+    fn loss_form() -> Option<LossForm> {
+        None
+    }
+}
+
+/// A KD method and nothing else: what [`export_method!`](crate::export_method) exports under a
+/// name and a description. The same as [`Plugin`] without the three constants.
+pub trait Method: Sized + Send + 'static {
+    /// Parameters with defaults and valid ranges (default: none).
+    fn params() -> Vec<ParamSpec> {
+        Vec::new()
+    }
+    /// Builds the method from validated parameters (known names, values in range, defaults
+    /// filled in).
+    fn new(params: &Params) -> anyhow::Result<Self>;
+    /// The data this micro-batch needs (default: the ground truth, no teacher logits).
+    fn data_request(&mut self, _step: &StepInfo) -> anyhow::Result<DataRequest> {
+        Ok(ground_truth(false))
+    }
+    /// The scalar loss of this micro-batch: a sum over target tokens divided by
+    /// `ctx.batch().norm`.
+    fn loss(&mut self, ctx: &mut Ctx<'_>) -> anyhow::Result<Tensor>;
+    /// What the loss is in the shared closed forms, when it is one: `kidbench plugin check`
+    /// then compares the loss with that closed form (see [`LossForm`]).
+    fn loss_form() -> Option<LossForm> {
+        None
+    }
+}
+
+/// The name, version and description [`export_method!`](crate::export_method) gives a
+/// [`Method`] (implemented by the macro in the plugin crate).
+#[doc(hidden)]
+pub trait Meta: 'static {
+    const NAME: &'static str;
+    const VERSION: &'static str;
+    const DESCRIPTION: &'static str;
+}
+
+/// `T` exported under the name and description of `M`: the [`Plugin`] that
+/// [`export_method!`](crate::export_method) builds.
+pub struct Exported<M, T> {
+    method: T,
+    meta: PhantomData<fn() -> M>,
+}
+
+impl<M: Meta, T: Method> Plugin for Exported<M, T> {
+    const NAME: &'static str = M::NAME;
+    const VERSION: &'static str = M::VERSION;
+    const DESCRIPTION: &'static str = M::DESCRIPTION;
+
+    fn params() -> Vec<ParamSpec> {
+        T::params()
+    }
+    fn new(params: &Params) -> anyhow::Result<Self> {
+        Ok(Exported {
+            method: T::new(params)?,
+            meta: PhantomData,
+        })
+    }
+    fn data_request(&mut self, step: &StepInfo) -> anyhow::Result<DataRequest> {
+        self.method.data_request(step)
+    }
+    fn loss(&mut self, ctx: &mut Ctx<'_>) -> anyhow::Result<Tensor> {
+        self.method.loss(ctx)
+    }
+    fn loss_form() -> Option<LossForm> {
+        T::loss_form()
+    }
+}
+
+// ---------------------------------------------------------------- the declared loss
+
+/// Prefix of the line of [`PluginInfo::description`] that carries a [`LossForm`]. ABI v4 has no
+/// field for it, so it travels as the description's last line; the host strips it from the
+/// description it shows.
+pub const LOSS_FORM_TAG: &str = "kidbench-loss-form:";
+
+/// A value in a [`LossForm`]: fixed, or the value of one of the method's parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FormArg {
+    Fixed(String),
+    Param(String),
+}
+
+/// The value of parameter `name` (as given, else its default).
+pub fn param(name: &str) -> FormArg {
+    FormArg::Param(name.to_string())
+}
+
+impl From<&str> for FormArg {
+    fn from(s: &str) -> Self {
+        FormArg::Fixed(s.to_string())
+    }
+}
+
+impl From<f64> for FormArg {
+    fn from(x: f64) -> Self {
+        FormArg::Fixed(x.to_string())
+    }
+}
+
+impl std::fmt::Display for FormArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FormArg::Fixed(v) => f.write_str(v),
+            FormArg::Param(p) => write!(f, "${p}"),
+        }
+    }
+}
+
+/// A method's loss written in the closed forms of [`crate::div`], on the batch the method asked
+/// for (its student and teacher logits, its labels, its `norm_tokens`):
+///
+/// `divergence_loss(divergence(beta), S, T, loss_mask, norm, temperature)
+///  + mle_weight · mle_loss(S, labels, norm)`
+///
+/// `divergence` is a name [`crate::Divergence::parse`] knows (`fkl`, `rkl`, `jsd`, `tv`, `skl`,
+/// `srkl`) or absent (MLE only); `beta` is its weight (`jsd`, `skl`, `srkl`); `temperature`
+/// defaults to 1, `mle_weight` to 0. Each value is fixed or a parameter ([`param`]).
+/// `kidbench plugin check` compares the loss with it, so a swapped KL direction, a temperature
+/// that is not applied or an extra term shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LossForm {
+    pub divergence: Option<FormArg>,
+    pub beta: Option<FormArg>,
+    pub temperature: FormArg,
+    pub mle_weight: FormArg,
+}
+
+impl LossForm {
+    /// `divergence` (a name or a parameter), temperature 1, no MLE term.
+    pub fn divergence(divergence: impl Into<FormArg>) -> Self {
+        LossForm {
+            divergence: Some(divergence.into()),
+            beta: None,
+            temperature: FormArg::Fixed("1".into()),
+            mle_weight: FormArg::Fixed("0".into()),
+        }
+    }
+
+    /// The MLE loss alone, with weight `weight`.
+    pub fn mle(weight: impl Into<FormArg>) -> Self {
+        LossForm {
+            divergence: None,
+            beta: None,
+            temperature: FormArg::Fixed("1".into()),
+            mle_weight: weight.into(),
+        }
+    }
+
+    pub fn beta(mut self, beta: impl Into<FormArg>) -> Self {
+        self.beta = Some(beta.into());
+        self
+    }
+
+    pub fn temperature(mut self, temperature: impl Into<FormArg>) -> Self {
+        self.temperature = temperature.into();
+        self
+    }
+
+    pub fn mle_weight(mut self, weight: impl Into<FormArg>) -> Self {
+        self.mle_weight = weight.into();
+        self
+    }
+
+    /// `divergence=fkl temperature=$temperature mle_weight=$mle_weight` (`$`: a parameter).
+    pub fn to_line(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(d) = &self.divergence {
+            parts.push(format!("divergence={d}"));
+        }
+        if let Some(b) = &self.beta {
+            parts.push(format!("beta={b}"));
+        }
+        parts.push(format!("temperature={}", self.temperature));
+        parts.push(format!("mle_weight={}", self.mle_weight));
+        parts.join(" ")
+    }
+
+    /// The inverse of [`LossForm::to_line`].
+    pub fn parse_line(line: &str) -> Result<LossForm, String> {
+        let mut form = LossForm::mle(0.0);
+        for part in line.split_whitespace() {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| format!("loss form: '{part}' is not key=value"))?;
+            if v.is_empty() || v == "$" {
+                return Err(format!("loss form: empty value for '{k}'"));
+            }
+            let arg = match v.strip_prefix('$') {
+                Some(p) => FormArg::Param(p.to_string()),
+                None => FormArg::Fixed(v.to_string()),
+            };
+            match k {
+                "divergence" => form.divergence = Some(arg),
+                "beta" => form.beta = Some(arg),
+                "temperature" => form.temperature = arg,
+                "mle_weight" => form.mle_weight = arg,
+                other => {
+                    return Err(format!(
+                    "loss form: unknown key '{other}' (divergence, beta, temperature, mle_weight)"
+                ))
+                }
+            }
+        }
+        Ok(form)
+    }
+}
+
+/// Splits a plugin's description into the text to show and its declared [`LossForm`] (the
+/// [`LOSS_FORM_TAG`] line), if any.
+pub fn split_description(description: &str) -> (String, Option<Result<LossForm, String>>) {
+    let mut text = Vec::new();
+    let mut form = None;
+    for line in description.lines() {
+        match line.trim().strip_prefix(LOSS_FORM_TAG) {
+            Some(rest) => form = Some(LossForm::parse_line(rest.trim())),
+            None => text.push(line),
+        }
+    }
+    (text.join("\n").trim_end().to_string(), form)
+}
+
+// ---------------------------------------------------------------- fixed-divergence methods
+
+/// A divergence chosen at compile time, for [`FixedKd`].
+pub trait FixedDivergence: 'static {
+    const DIVERGENCE: crate::Divergence;
+    /// Its name for [`crate::Divergence::parse`] (and in the [`LossForm`]).
+    const NAME: &'static str;
+}
+
+/// Forward KL(T||S).
+pub struct Fkl;
+impl FixedDivergence for Fkl {
+    const DIVERGENCE: crate::Divergence = crate::Divergence::ForwardKl;
+    const NAME: &'static str = "fkl";
+}
+
+/// Reverse KL(S||T).
+pub struct Rkl;
+impl FixedDivergence for Rkl {
+    const DIVERGENCE: crate::Divergence = crate::Divergence::ReverseKl;
+    const NAME: &'static str = "rkl";
+}
+
+/// The divergence `D` between student and teacher on the ground truth, plus `mle_weight` x MLE
+/// on the ground truth ([`GroundTruthKd`] with `temperature` and `mle_weight`), as a [`Method`]:
+/// `fkd` is `FixedKd<Fkl>`, `rkd` is `FixedKd<Rkl>`.
+pub struct FixedKd<D> {
+    inner: GroundTruthKd,
+    divergence: PhantomData<fn() -> D>,
+}
+
+impl<D: FixedDivergence> Method for FixedKd<D> {
+    fn params() -> Vec<ParamSpec> {
+        GroundTruthKd::params()
+    }
+    fn new(p: &Params) -> anyhow::Result<Self> {
+        Ok(FixedKd {
+            inner: GroundTruthKd::new(D::DIVERGENCE, p)?,
+            divergence: PhantomData,
+        })
+    }
+    fn data_request(&mut self, _: &StepInfo) -> anyhow::Result<DataRequest> {
+        Ok(self.inner.data_request())
+    }
+    fn loss(&mut self, ctx: &mut Ctx<'_>) -> anyhow::Result<Tensor> {
+        self.inner.loss(ctx)
+    }
+    fn loss_form() -> Option<LossForm> {
+        Some(GroundTruthKd::loss_form(D::NAME))
+    }
 }
 
 /// Ground-truth data with the student's logits (with grad), with or without teacher logits.
@@ -444,12 +731,16 @@ pub fn guard<T>(f: impl FnOnce() -> anyhow::Result<T>) -> RResult<T, RString> {
     }
 }
 
-/// The [`PluginInfo`] of `P`.
+/// The [`PluginInfo`] of `P`; a declared [`LossForm`] is the description's last line.
 pub fn info<P: Plugin>() -> PluginInfo {
+    let description = match P::loss_form() {
+        Some(f) => format!("{}\n{LOSS_FORM_TAG} {}", P::DESCRIPTION, f.to_line()),
+        None => P::DESCRIPTION.to_string(),
+    };
     PluginInfo {
         name: P::NAME.into(),
         version: P::VERSION.into(),
-        description: P::DESCRIPTION.into(),
+        description: description.into(),
         abi_version: ABI_VERSION,
         tch_version: TCH_VERSION.into(),
         libtorch_version: LIBTORCH_VERSION.into(),
@@ -531,6 +822,32 @@ macro_rules! export_plugin {
     };
 }
 
+/// Exports `$method: Method` as this cdylib's plugin named `$name`, described by `$description`,
+/// with the crate's version (`CARGO_PKG_VERSION`). Like [`export_plugin!`](crate::export_plugin)
+/// it defines `kidbench_plugin_root()` (callable from Rust, e.g. in tests), and the crate must
+/// depend on `abi_stable`.
+///
+/// ```ignore
+/// kidbench_kd::export_method!(Kid, "kid", "reverse KL on imperfect targets + MLE");
+/// kidbench_kd::export_method!(FixedKd<Fkl>, "fkd", "forward KL(T||S) on the ground truth + MLE");
+/// ```
+#[macro_export]
+macro_rules! export_method {
+    ($method:ty, $name:expr, $description:expr $(,)?) => {
+        /// Name, version and description of this library's method.
+        #[doc(hidden)]
+        pub struct KidbenchPluginMeta;
+        impl $crate::sdk::Meta for KidbenchPluginMeta {
+            const NAME: &'static str = $name;
+            const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+            const DESCRIPTION: &'static str = $description;
+        }
+        /// This library's plugin: the method under its name and description.
+        pub type KidbenchPlugin = $crate::sdk::Exported<KidbenchPluginMeta, $method>;
+        $crate::export_plugin!(KidbenchPlugin);
+    };
+}
+
 /// A seeded random source for `step` (e.g. in `data_request`); `stream` separates uses.
 pub fn step_rng(step: &StepInfo, stream: u64) -> rand_chacha::ChaCha8Rng {
     let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(step.seed);
@@ -585,6 +902,13 @@ impl GroundTruthKd {
         })
     }
 
+    /// `divergence` (a [`crate::Divergence::parse`] name) at `$temperature` + `$mle_weight` x MLE.
+    pub fn loss_form(divergence: &str) -> LossForm {
+        LossForm::divergence(divergence)
+            .temperature(param("temperature"))
+            .mle_weight(param("mle_weight"))
+    }
+
     /// Ground truth, with the teacher's logits.
     pub fn data_request(&self) -> DataRequest {
         ground_truth(true)
@@ -606,5 +930,35 @@ impl GroundTruthKd {
             return Ok(div);
         }
         Ok(div + crate::mle_loss(&s, &b.labels, b.norm, crate::IGNORE)? * self.mle_weight)
+    }
+}
+
+#[cfg(test)]
+mod loss_form_tests {
+    use super::*;
+
+    #[test]
+    fn loss_forms_travel_as_a_description_line() {
+        let f = LossForm::divergence(param("divergence"))
+            .beta(param("beta"))
+            .temperature(2.0)
+            .mle_weight(param("mle_weight"));
+        let line = f.to_line();
+        assert_eq!(
+            line,
+            "divergence=$divergence beta=$beta temperature=2 mle_weight=$mle_weight"
+        );
+        assert_eq!(LossForm::parse_line(&line), Ok(f.clone()));
+        let text = format!("a method\n{LOSS_FORM_TAG} {line}");
+        assert_eq!(
+            split_description(&text),
+            ("a method".to_string(), Some(Ok(f)))
+        );
+        assert_eq!(split_description("plain"), ("plain".to_string(), None));
+        assert!(LossForm::parse_line("divergence").is_err());
+        assert!(LossForm::parse_line("weight=1")
+            .unwrap_err()
+            .contains("unknown key 'weight'"));
+        assert_eq!(LossForm::mle(1.0).to_line(), "temperature=1 mle_weight=1");
     }
 }

@@ -10,6 +10,9 @@
 //! 3. `let loss = method.loss(&LossInput { .. }, &mut services)?` — `services` runs the extra
 //!    forwards and sampling the method asks for; the result is a finite scalar;
 //! 4. `loss.backward()`, accumulate, step the optimizer.
+//!
+//! [`testing::ToyHost`] is a reference of that step with lookup-table models; [`check`] is the
+//! conformance suite of `kidbench plugin check`, which runs such steps against any plugin.
 
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -18,9 +21,12 @@ use std::sync::Mutex;
 
 use abi_stable::library::{lib_header_from_path, LibraryError};
 use abi_stable::std_types::{RErr, RNone, ROk, RResult, RSome, RString, RVec, Tuple2};
+use kidbench_kd::sdk::split_description;
+pub use kidbench_kd::sdk::{FormArg, LossForm};
+pub use kidbench_plugin_api::PluginModRef;
 use kidbench_plugin_api::{
-    BatchOf, BatchOwned, HostCtx, MethodObj, PluginInfo, PluginModRef, TensorOwned, TensorRef,
-    LIBTORCH_VERSION, TCH_VERSION,
+    BatchOf, BatchOwned, HostCtx, MethodObj, PluginInfo, TensorOwned, TensorRef, LIBTORCH_VERSION,
+    TCH_VERSION,
 };
 pub use kidbench_plugin_api::{
     DataRequest, DataSource, Model, ParamKind, SampleSpec, SpecialTokens, StepInfo, ABI_VERSION,
@@ -107,6 +113,9 @@ pub struct PluginEntry {
     pub version: String,
     pub description: String,
     pub params: Vec<ParamInfo>,
+    /// The loss the plugin declares in the shared closed forms (`kidbench_kd::sdk::LossForm`),
+    /// or why its declaration could not be read; `None` when it declares none.
+    pub loss_form: Option<Result<LossForm, String>>,
     pub path: PathBuf,
     module: Module,
 }
@@ -125,10 +134,12 @@ impl PluginEntry {
     pub fn from_module(module: PluginModRef, path: &Path) -> Result<Self, PluginError> {
         let info = call_info(module, path)?;
         check_info(&info, path)?;
+        let (description, loss_form) = split_description(info.description.as_str());
         Ok(PluginEntry {
             name: info.name.to_string(),
             version: info.version.to_string(),
-            description: info.description.to_string(),
+            description,
+            loss_form,
             params: info
                 .params
                 .iter()
@@ -614,4 +625,5 @@ impl PluginMethod {
     }
 }
 
+pub mod check;
 pub mod testing;

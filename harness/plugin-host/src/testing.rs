@@ -54,7 +54,7 @@ pub fn collate(examples: &[(Vec<i64>, usize)], pad: i64) -> anyhow::Result<Sampl
 /// A `[vocab, vocab]` table of pseudo-random values in `[-scale·√3, scale·√3]` (unit variance
 /// times `scale`) from `seed` alone. Not torch's global generator: tests run in parallel
 /// threads and would otherwise draw from one shared stream in any order.
-fn toy_table(vocab: i64, seed: u64, scale: f64) -> Tensor {
+pub(crate) fn toy_table(vocab: i64, seed: u64, scale: f64) -> Tensor {
     let mut z = seed.wrapping_add(0x2545_f491_4f6c_dd1d);
     let values: Vec<f32> = (0..vocab * vocab)
         .map(|_| {
@@ -72,7 +72,7 @@ fn toy_table(vocab: i64, seed: u64, scale: f64) -> Tensor {
 
 /// `[B, T, V]` logits kept where `rows` `[B, T]` is nonzero and 0 elsewhere, as a real host
 /// returns them when it skips the LM head on the other rows.
-fn on_rows(logits: Tensor, rows: &Tensor) -> Tensor {
+pub(crate) fn on_rows(logits: Tensor, rows: &Tensor) -> Tensor {
     logits * rows.ne(0.0).to_kind(Kind::Float).unsqueeze(-1)
 }
 

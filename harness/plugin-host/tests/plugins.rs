@@ -1,68 +1,23 @@
-//! Loads the real plugin cdylibs and the broken fixtures through dlopen.
-//!
-//! `cargo test` builds workspace members as rlibs only (their cdylibs are not produced), so the
-//! first test to need them runs `cargo build -p <plugins> -p <fixtures>` into the same target dir
-//! (cheap when they are fresh). Set `KIDBENCH_SKIP_PLUGIN_BUILD=1` to use what is already built.
+//! Loads the real plugin cdylibs and the broken fixtures through dlopen (built on first use, see
+//! `util`).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+mod util;
+
+use std::path::PathBuf;
 
 use kidbench_plugin_host::testing::{collate, ToyHost};
 use kidbench_plugin_host::{
     is_plugin_file, search_dirs, PluginError, Registry, SpecialTokens, StepInfo,
 };
+use util::{built, so, PLUGINS};
 
-const PLUGINS: [&str; 7] = ["sft", "fkd", "rkd", "fdistill", "imitkd", "gkd", "kid"];
+/// The fixtures of the host's load and call errors.
 const BROKEN: [&str; 5] = ["wrong_abi", "wrong_torch", "panics", "nan", "no_entry"];
 const TOK: SpecialTokens = SpecialTokens {
     pad: 0,
     eos: 2,
     mask: 3,
 };
-
-/// `target/<profile>` of this test binary (`target/<profile>/deps/plugins-*`).
-fn out_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let deps = exe.parent().expect("deps dir");
-    deps.parent().expect("profile dir").to_path_buf()
-}
-
-fn built() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = out_dir();
-        if std::env::var_os("KIDBENCH_SKIP_PLUGIN_BUILD").is_none() {
-            let target = dir.parent().expect("target dir");
-            let profile = dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug");
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut cmd = Command::new(cargo);
-            cmd.arg("build").arg("--target-dir").arg(target);
-            if profile != "debug" {
-                cmd.args(["--profile", profile]);
-            }
-            for p in PLUGINS {
-                cmd.args(["-p", &format!("kidbench-plugin-{p}")]);
-            }
-            for b in BROKEN {
-                cmd.args(["-p", &format!("kidbench-broken-{}", b.replace('_', "-"))]);
-            }
-            let status = cmd
-                .status()
-                .expect("running cargo build for the plugin cdylibs");
-            assert!(status.success(), "cargo build of the plugin cdylibs failed");
-        }
-        dir
-    })
-}
-
-fn so(dir: &Path, stem: &str) -> PathBuf {
-    dir.join(format!(
-        "{}{stem}{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    ))
-}
 
 fn step(i: u64) -> StepInfo {
     StepInfo {

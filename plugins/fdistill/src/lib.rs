@@ -5,7 +5,7 @@
 //! each a token-level total variation `½ Σ |p_T − p_S|` normalized by its own batch's count.
 
 use kidbench_kd::sdk::api::{DataRequest, DataSource, Model, ParamSpec, StepInfo};
-use kidbench_kd::sdk::{float_param, int_param, sampled, sampling, Ctx, Params, Plugin};
+use kidbench_kd::sdk::{float_param, int_param, sampled, sampling, Ctx, Method, Params};
 use kidbench_kd::{divergence_loss, Divergence};
 use tch::Tensor;
 
@@ -15,12 +15,7 @@ pub struct FDistill {
     max_new_tokens: u32,
 }
 
-impl Plugin for FDistill {
-    const NAME: &'static str = "fdistill";
-    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const DESCRIPTION: &'static str =
-        "f-distill: total variation on teacher- and student-generated sequences";
-
+impl Method for FDistill {
     fn params() -> Vec<ParamSpec> {
         vec![
             float_param(
@@ -92,11 +87,21 @@ impl Plugin for FDistill {
     }
 }
 
-kidbench_kd::export_plugin!(FDistill);
+kidbench_kd::export_method!(
+    FDistill,
+    "fdistill",
+    "f-distill: total variation on teacher- and student-generated sequences"
+);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every conformance property of `kidbench plugin check` holds.
+    #[test]
+    fn passes_plugin_check() {
+        kidbench_plugin_host::check::assert_conforms(kidbench_plugin_root(), &[]);
+    }
     use kidbench_plugin_host::testing::{collate, ToyHost};
     use kidbench_plugin_host::{PluginEntry, SpecialTokens};
 

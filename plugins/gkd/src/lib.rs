@@ -5,7 +5,8 @@
 
 use kidbench_kd::sdk::api::{DataRequest, ParamSpec, StepInfo};
 use kidbench_kd::sdk::{
-    choice_param, float_param, int_param, sampling, student_samples_with_prob, Ctx, Params, Plugin,
+    choice_param, float_param, int_param, param, sampling, student_samples_with_prob, Ctx,
+    LossForm, Method, Params,
 };
 use kidbench_kd::{divergence_loss, Divergence};
 use tch::Tensor;
@@ -17,12 +18,7 @@ pub struct Gkd {
     max_new_tokens: u32,
 }
 
-impl Plugin for Gkd {
-    const NAME: &'static str = "gkd";
-    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const DESCRIPTION: &'static str =
-        "generalized KD: on-policy student samples with probability lambda; fkl|rkl|jsd(beta)";
-
+impl Method for Gkd {
     fn params() -> Vec<ParamSpec> {
         vec![
             float_param(
@@ -91,9 +87,22 @@ impl Plugin for Gkd {
             self.temperature,
         )?)
     }
+
+    /// `divergence(beta)` at `temperature` on whichever batch was drawn; no MLE term.
+    fn loss_form() -> Option<LossForm> {
+        Some(
+            LossForm::divergence(param("divergence"))
+                .beta(param("beta"))
+                .temperature(param("temperature")),
+        )
+    }
 }
 
-kidbench_kd::export_plugin!(Gkd);
+kidbench_kd::export_method!(
+    Gkd,
+    "gkd",
+    "generalized KD: on-policy student samples with probability lambda; fkl|rkl|jsd(beta)"
+);
 
 #[cfg(test)]
 mod tests {
@@ -216,5 +225,22 @@ mod tests {
         assert_eq!(on, again);
         let _ = host.step(&m, &gold, step(0), TOK)?;
         Ok(())
+    }
+
+    /// Every property, and each divergence choice equal to its closed form on the check's
+    /// batch (on-policy samples included: lambda = 1).
+    #[test]
+    fn passes_plugin_check_at_every_divergence() {
+        use kidbench_plugin_host::check::{assert_conforms, Property};
+        for lambda in ["0.5", "1"] {
+            let r = assert_conforms(
+                kidbench_plugin_root(),
+                &[("lambda", lambda), ("beta", "0.3")],
+            );
+            let d = r.finding(Property::Divergence).expect("divergence");
+            for key in ["fkl", "rkl", "jsd"] {
+                assert!(d.get(&format!("{key}.expected")).is_some(), "{key}: {r}");
+            }
+        }
     }
 }

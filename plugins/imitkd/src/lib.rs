@@ -7,7 +7,7 @@
 use kidbench_kd::sdk::api::{DataRequest, ParamSpec, StepInfo};
 use kidbench_kd::sdk::{
     choice_param, float_param, int_param, progress, sampling, student_samples_with_prob, Ctx,
-    Params, Plugin,
+    Method, Params,
 };
 use kidbench_kd::{divergence_loss, Divergence};
 use tch::Tensor;
@@ -28,12 +28,7 @@ impl ImitKd {
     }
 }
 
-impl Plugin for ImitKd {
-    const NAME: &'static str = "imitkd";
-    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const DESCRIPTION: &'static str =
-        "forward KL on ground truth mixed with student samples, the student share growing";
-
+impl Method for ImitKd {
     fn params() -> Vec<ParamSpec> {
         vec![
             float_param(
@@ -105,11 +100,21 @@ impl Plugin for ImitKd {
     }
 }
 
-kidbench_kd::export_plugin!(ImitKd);
+kidbench_kd::export_method!(
+    ImitKd,
+    "imitkd",
+    "forward KL on ground truth mixed with student samples, the student share growing"
+);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every conformance property of `kidbench plugin check` holds.
+    #[test]
+    fn passes_plugin_check() {
+        kidbench_plugin_host::check::assert_conforms(kidbench_plugin_root(), &[]);
+    }
     use kidbench_plugin_host::testing::{collate, ToyHost};
     use kidbench_plugin_host::{DataSource, Model, PluginEntry, SpecialTokens};
 

@@ -27,8 +27,8 @@ use std::path::PathBuf;
 
 use kidbench_kd::sdk::api::{DataRequest, DataSource, Model, ParamSpec, StepInfo};
 use kidbench_kd::sdk::{
-    bool_param, choice_param, float_param, ground_truth, sampling, text_param, Batch, Ctx, Params,
-    Plugin,
+    bool_param, choice_param, float_param, ground_truth, sampling, text_param, Batch, Ctx, Method,
+    Params,
 };
 use kidbench_kd::{divergence_loss, mle_loss, token_entropy, Divergence, IGNORE};
 use rand::Rng;
@@ -320,12 +320,7 @@ impl Kid {
     }
 }
 
-impl Plugin for Kid {
-    const NAME: &'static str = "kid";
-    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const DESCRIPTION: &'static str =
-        "reverse KL on imperfect targets (masked tokens refilled by the student) + MLE";
-
+impl Method for Kid {
     fn params() -> Vec<ParamSpec> {
         vec![
             float_param("alpha", 0.2, 0.0, 1.0, "fraction of target tokens masked"),
@@ -487,7 +482,11 @@ impl Kid {
     }
 }
 
-kidbench_kd::export_plugin!(Kid);
+kidbench_kd::export_method!(
+    Kid,
+    "kid",
+    "reverse KL on imperfect targets (masked tokens refilled by the student) + MLE"
+);
 
 #[cfg(test)]
 mod tests;

@@ -324,3 +324,25 @@ fn hard_and_easy_pick_by_entropy_and_never_eos() {
         3
     );
 }
+
+/// Every conformance property, at the default and at the settings that change the data path:
+/// `mle=ground_truth` (the host's student forward), `strategy=hard` (an entropy forward),
+/// `fill=sample`, `mask_only`, and `vanilla` (= rkd).
+#[test]
+fn passes_plugin_check() {
+    use kidbench_plugin_host::check::{assert_conforms, Property};
+    let r = assert_conforms(kidbench_plugin_root(), &[]);
+    assert_eq!(
+        r.finding(Property::Divergence).map(|f| f.outcome),
+        Some(kidbench_plugin_host::check::Outcome::Skip),
+        "kid declares no closed form: {r}"
+    );
+    for params in [
+        [("alpha", "0.5"), ("mle", "ground_truth")],
+        [("strategy", "hard"), ("fill", "sample")],
+        [("mask_only", "true"), ("alpha", "0.4")],
+        [("vanilla", "true"), ("temperature", "2")],
+    ] {
+        assert_conforms(kidbench_plugin_root(), &params);
+    }
+}

@@ -1,21 +1,12 @@
 //! `sft`: supervised fine-tuning, token cross-entropy on the ground truth.
 
-use kidbench_kd::sdk::api::ParamSpec;
-use kidbench_kd::sdk::{Ctx, Params, Plugin};
+use kidbench_kd::sdk::{Ctx, Method, Params};
 use kidbench_kd::{mle_loss, IGNORE};
 use tch::Tensor;
 
 pub struct Sft;
 
-impl Plugin for Sft {
-    const NAME: &'static str = "sft";
-    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const DESCRIPTION: &'static str = "supervised fine-tuning: cross-entropy on the ground truth";
-
-    fn params() -> Vec<ParamSpec> {
-        Vec::new()
-    }
-
+impl Method for Sft {
     fn new(_: &Params) -> anyhow::Result<Self> {
         Ok(Sft)
     }
@@ -26,7 +17,11 @@ impl Plugin for Sft {
     }
 }
 
-kidbench_kd::export_plugin!(Sft);
+kidbench_kd::export_method!(
+    Sft,
+    "sft",
+    "supervised fine-tuning: cross-entropy on the ground truth"
+);
 
 #[cfg(test)]
 mod tests {
@@ -71,5 +66,10 @@ mod tests {
         );
         assert!(entry.create(&[("x".into(), "1".into())]).is_err());
         Ok(())
+    }
+
+    #[test]
+    fn passes_plugin_check() {
+        kidbench_plugin_host::check::assert_conforms(kidbench_plugin_root(), &[]);
     }
 }
