@@ -101,9 +101,19 @@ fn kl_from_log(log_p: &Tensor, log_q: &Tensor) -> Tensor {
         .sum_dim_intlist(-1, false, None::<Kind>)
 }
 
-/// `log(w_a p_a + w_b p_b)` by logsumexp (weights in (0, 1)).
+/// `log(w_a p_a + w_b p_b)` by logsumexp (weights in (0, 1)). Where both sides are `-inf` the
+/// mixture is `-inf` with no gradient: logsumexp's backward there would be `exp(-inf - -inf)`,
+/// NaN, and one NaN poisons every gradient of the step.
 fn log_mix(log_a: &Tensor, w_a: f64, log_b: &Tensor, w_b: f64) -> Tensor {
-    Tensor::stack(&[log_a + w_a.ln(), log_b + w_b.ln()], 0).logsumexp(0, false)
+    let live = log_a
+        .isneginf()
+        .logical_and(&log_b.isneginf())
+        .logical_not();
+    let a = log_a.where_scalarother(&live, 0.0);
+    let b = log_b.where_scalarother(&live, 0.0);
+    Tensor::stack(&[a + w_a.ln(), b + w_b.ln()], 0)
+        .logsumexp(0, false)
+        .where_scalarother(&live, f64::NEG_INFINITY)
 }
 
 fn check_pair(student: &Tensor, teacher: &Tensor) -> Result<(), KdError> {
