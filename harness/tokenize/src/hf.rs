@@ -4,9 +4,9 @@
 use std::path::Path;
 
 use serde_json::Value;
-use tokenizers::{AddedToken, Tokenizer};
+use tokenizers::Tokenizer;
 
-use crate::{read_json, Error, Result, SpecialToken, SpecialTokens, KID_MASK_TOKEN, KID_PAD_TOKEN};
+use crate::{read_json, Error, Result, SpecialToken, SpecialTokens};
 
 /// Outcome of resolving an HF tokenizer.
 pub(crate) struct Resolved {
@@ -122,14 +122,52 @@ fn prepended_bos(tok: &Tokenizer) -> Result<Option<u32>> {
     }
 }
 
-/// Adds a new special token and returns it with its id.
-fn add_special(tok: &mut Tokenizer, text: &str, path: &Path) -> Result<SpecialToken> {
-    tok.add_special_tokens(&[AddedToken::from(text, true)]);
-    by_text(tok, text).ok_or_else(|| Error::MissingSpecialToken {
-        role: if text == KID_PAD_TOKEN { "pad" } else { "mask" },
-        path: path.to_path_buf(),
-        detail: format!("adding {text:?} to the vocabulary failed"),
-    })
+/// An existing token to reuse for a role: the first of `named`, then of the special added tokens
+/// by id, then of all ids from 0, that has an embedding row (`id < rows`) and is none of the
+/// `taken` ids.
+fn reuse(
+    tok: &Tokenizer,
+    named: impl IntoIterator<Item = SpecialToken>,
+    taken: &[u32],
+    rows: usize,
+) -> Option<SpecialToken> {
+    let free = |t: &SpecialToken| (t.id as usize) < rows && !taken.contains(&t.id);
+    if let Some(t) = named.into_iter().find(free) {
+        return Some(t);
+    }
+    let mut added: Vec<(u32, String)> = tok
+        .get_added_tokens_decoder()
+        .into_iter()
+        .filter(|(_, t)| t.special)
+        .map(|(id, t)| (id, t.content))
+        .collect();
+    added.sort();
+    if let Some(t) = added
+        .into_iter()
+        .map(|(id, token)| SpecialToken { token, id })
+        .find(|t| free(t) && tok.token_to_id(&t.token) == Some(t.id))
+    {
+        return Some(t);
+    }
+    (0..rows as u32)
+        .filter(|id| !taken.contains(id))
+        .filter_map(|id| by_id(tok, id))
+        .find(|t| tok.token_to_id(&t.token) == Some(t.id))
+}
+
+/// Checks that a token the model reads or writes has an embedding row.
+fn has_row(t: &SpecialToken, role: &str, rows: Option<usize>, config: &Path) -> Result<()> {
+    match rows {
+        Some(r) if t.id as usize >= r => Err(Error::SpecialIds {
+            path: Some(config.to_path_buf()),
+            detail: format!(
+                "{role} {:?} has id {} but the model has {r} embedding rows (vocab_size): \
+                 the tokenizer does not match the checkpoint",
+                t.token, t.id
+            ),
+        }),
+        _ => Ok(()),
+    }
 }
 
 pub(crate) fn resolve(mut tok: Tokenizer, dir: &Path, tokenizer_file: &Path) -> Result<Resolved> {
@@ -141,6 +179,14 @@ pub(crate) fn resolve(mut tok: Tokenizer, dir: &Path, tokenizer_file: &Path) -> 
     };
     // Probe with special-token parsing off, as every later encode is.
     tok.set_encode_special_tokens(true);
+    let config_vocab_size = side
+        .config
+        .get("vocab_size")
+        .and_then(Value::as_u64)
+        .and_then(|v| usize::try_from(v).ok());
+    // Ids at or beyond the embedding's rows index out of range: nothing below may pick one.
+    let rows = config_vocab_size.unwrap_or_else(|| crate::vocab_len(&tok));
+    let config_file = dir.join("config.json");
 
     // eos (required)
     let eos = side
@@ -155,6 +201,7 @@ pub(crate) fn resolve(mut tok: Tokenizer, dir: &Path, tokenizer_file: &Path) -> 
                      token named </s>, <|endoftext|>, <|end_of_text|> or <eos>"
                 .into(),
         })?;
+    has_row(&eos, "eos", config_vocab_size, &config_file)?;
 
     // bos: only if the tokenizer itself prepends one (or says add_bos_token: true).
     let add_bos = side
@@ -162,38 +209,18 @@ pub(crate) fn resolve(mut tok: Tokenizer, dir: &Path, tokenizer_file: &Path) -> 
         .get("add_bos_token")
         .and_then(Value::as_bool)
         .unwrap_or(false);
+    let declared_bos = side
+        .declared(&tok, "bos_token")
+        .or_else(|| side.config_id(&tok, "bos_token_id"));
     let bos = match prepended_bos(&tok)? {
         Some(id) => by_id(&tok, id),
-        None if add_bos => side
-            .declared(&tok, "bos_token")
-            .or_else(|| side.config_id(&tok, "bos_token_id")),
+        None if add_bos => declared_bos.clone(),
         None => None,
     }
     .filter(|b| b.id != eos.id);
-
-    // pad: declared, else well-known; must differ from eos and bos, else add KID_PAD_TOKEN.
-    let collides = |t: &SpecialToken, others: &[Option<&SpecialToken>]| {
-        others.iter().flatten().any(|o| o.id == t.id)
-    };
-    let pad_candidate = side
-        .declared(&tok, "pad_token")
-        .or_else(|| side.config_id(&tok, "pad_token_id"))
-        .or_else(|| well_known(&tok, &["<pad>", "<|pad|>", "[PAD]"]))
-        .filter(|p| !collides(p, &[Some(&eos), bos.as_ref()]));
-    let (pad, pad_added) = match pad_candidate {
-        Some(p) => (p, false),
-        None => (add_special(&mut tok, KID_PAD_TOKEN, tokenizer_file)?, true),
-    };
-
-    // mask: declared, else well-known; must differ from the others, else add KID_MASK_TOKEN.
-    let mask_candidate = side
-        .declared(&tok, "mask_token")
-        .or_else(|| well_known(&tok, &["<mask>", "[MASK]", "<|mask|>"]))
-        .filter(|m| !collides(m, &[Some(&eos), bos.as_ref(), Some(&pad)]));
-    let (mask, mask_added) = match mask_candidate {
-        Some(m) => (m, false),
-        None => (add_special(&mut tok, KID_MASK_TOKEN, tokenizer_file)?, true),
-    };
+    if let Some(b) = &bos {
+        has_row(b, "bos", config_vocab_size, &config_file)?;
+    }
 
     let mut stop_ids = vec![eos.id];
     for file in [&side.config, &side.generation_config] {
@@ -201,15 +228,61 @@ pub(crate) fn resolve(mut tok: Tokenizer, dir: &Path, tokenizer_file: &Path) -> 
             stop_ids.extend(
                 id_list(v)
                     .into_iter()
-                    .filter(|&id| tok.id_to_token(id).is_some()),
+                    .filter(|&id| (id as usize) < rows && tok.id_to_token(id).is_some()),
             );
         }
     }
-    let config_vocab_size = side
-        .config
-        .get("vocab_size")
-        .and_then(Value::as_u64)
-        .and_then(|v| usize::try_from(v).ok());
+
+    // pad: the declared one unless it is eos or bos (a pad = eos tokenizer, e.g. SmolLM2 or Qwen
+    // base); else an existing token reused: padded positions are masked out of attention and
+    // loss, so any id with an embedding row serves, but never eos, bos or a stop id.
+    let collides = |t: &SpecialToken, others: &[Option<&SpecialToken>]| {
+        others.iter().flatten().any(|o| o.id == t.id)
+    };
+    let pad_declared = side
+        .declared(&tok, "pad_token")
+        .or_else(|| side.config_id(&tok, "pad_token_id"))
+        .or_else(|| well_known(&tok, &["<pad>", "<|pad|>", "[PAD]"]))
+        .filter(|p| !collides(p, &[Some(&eos), bos.as_ref()]) && (p.id as usize) < rows);
+    let mut taken: Vec<u32> = stop_ids.clone();
+    taken.extend(bos.as_ref().map(|b| b.id));
+    let pad = match pad_declared {
+        Some(p) => p,
+        None => {
+            let unk = side
+                .declared(&tok, "unk_token")
+                .or_else(|| well_known(&tok, &["<unk>", "[UNK]", "<|unk|>"]));
+            reuse(&tok, unk, &taken, rows).ok_or_else(|| Error::MissingSpecialToken {
+                role: "pad",
+                path: tokenizer_file.to_path_buf(),
+                detail: format!("no token below id {rows} is free to pad with"),
+            })?
+        }
+    };
+
+    // mask: the declared one (or a well-known name); else an existing token reused, the way the
+    // KID paper masks with `<s>`: the declared bos first (even when it is not prepended), then
+    // another special token. Never eos, pad or a stop id; it may equal bos.
+    let mask_declared = side
+        .declared(&tok, "mask_token")
+        .or_else(|| well_known(&tok, &["<mask>", "[MASK]", "<|mask|>"]))
+        .filter(|m| {
+            !collides(m, &[Some(&eos), bos.as_ref(), Some(&pad)]) && (m.id as usize) < rows
+        });
+    let mask = match mask_declared {
+        Some(m) => m,
+        None => {
+            let mut taken = stop_ids.clone();
+            taken.push(pad.id);
+            reuse(&tok, declared_bos.or_else(|| bos.clone()), &taken, rows).ok_or_else(|| {
+                Error::MissingSpecialToken {
+                    role: "mask",
+                    path: tokenizer_file.to_path_buf(),
+                    detail: format!("no token below id {rows} is free to mask with"),
+                }
+            })?
+        }
+    };
 
     Ok(Resolved {
         tokenizer: tok,
@@ -220,8 +293,8 @@ pub(crate) fn resolve(mut tok: Tokenizer, dir: &Path, tokenizer_file: &Path) -> 
             mask,
         },
         stop_ids,
-        mask_added,
-        pad_added,
+        mask_added: false,
+        pad_added: false,
         config_vocab_size,
     })
 }

@@ -90,9 +90,12 @@ pub const BOS_ID: u32 = 1;
 pub const EOS_ID: u32 = 2;
 /// Fixed id of [`MASK_TOKEN`] in a trained tokenizer.
 pub const MASK_ID: u32 = 3;
-/// Special token added to a Hugging Face tokenizer that has no usable mask token.
+/// Mask token that earlier versions added to a Hugging Face tokenizer without a usable one (a
+/// new id, often beyond the checkpoint's embedding rows). No longer added: an existing token is
+/// reused (see [`SqlTokenizer::load`]); the name stays for sidecars written by those versions.
 pub const KID_MASK_TOKEN: &str = "<|kid_mask|>";
-/// Special token added to a Hugging Face tokenizer whose pad is missing or collides with EOS/BOS.
+/// Pad token that earlier versions added when the declared pad was missing or equal to EOS/BOS.
+/// No longer added, like [`KID_MASK_TOKEN`].
 pub const KID_PAD_TOKEN: &str = "<|kid_pad|>";
 /// File name of the Hugging Face tokenizer file.
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
@@ -118,8 +121,9 @@ pub struct SpecialToken {
     pub id: u32,
 }
 
-/// The resolved special tokens. `pad`, `eos`, `mask` and (when present) `bos` are pairwise
-/// distinct: a loss mask built from `token != pad` therefore never drops EOS.
+/// The resolved special tokens. `pad`, `eos` and (when present) `bos` are pairwise distinct
+/// (a loss mask built from `token != pad` therefore never drops EOS), and `mask` differs from
+/// `pad` and `eos`; `mask` may equal `bos`, the way the KID paper masks with `<s>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpecialTokens {
     /// Padding; never a training target.
@@ -133,7 +137,7 @@ pub struct SpecialTokens {
 }
 
 impl SpecialTokens {
-    /// Checks that the ids are pairwise distinct.
+    /// Checks that the ids are pairwise distinct (mask and bos may share one).
     fn check_distinct(&self, path: Option<&Path>) -> Result<()> {
         let mut roles: Vec<(&str, &SpecialToken)> =
             vec![("pad", &self.pad), ("eos", &self.eos), ("mask", &self.mask)];
@@ -142,7 +146,7 @@ impl SpecialTokens {
         }
         for (i, (ra, a)) in roles.iter().enumerate() {
             for (rb, b) in roles.iter().skip(i + 1) {
-                if a.id == b.id {
+                if a.id == b.id && !matches!((*ra, *rb), ("mask", "bos") | ("bos", "mask")) {
                     return Err(Error::SpecialIds {
                         path: path.map(Path::to_path_buf),
                         detail: format!(
@@ -377,20 +381,25 @@ impl SqlTokenizer {
     ///     `tokenizer_config.json` says `add_bos_token: true`; otherwise **no BOS** (`None`).
     ///     Qwen2/2.5 therefore get no BOS, exactly as their tokenizer encodes. A BOS equal to
     ///     EOS is dropped (GPT-2 style).
+    ///   - **No new token is ever added**, and no special id is at or beyond the model's
+    ///     embedding rows (`vocab_size` of `config.json`; without one, the tokenizer's own
+    ///     size): a checkpoint is used as it is, with no embedding to resize. An eos or bos
+    ///     beyond those rows is an error (the tokenizer does not match the checkpoint).
     ///   - **pad**: the declared `pad_token` (tokenizer_config, special_tokens_map, then
     ///     `config.json` `pad_token_id`), else a special token named `<pad>`, `<|pad|>`,
-    ///     `[PAD]`; if none exists **or it equals EOS or BOS** (Qwen base: pad = eos =
-    ///     `<|endoftext|>`), the new special token [`KID_PAD_TOKEN`] is added and
-    ///     [`SqlTokenizer::pad_added`] is true. No existing token is re-purposed: an "unused"
-    ///     token could still be produced by the teacher.
+    ///     `[PAD]`. If none exists **or it equals EOS or BOS** (SmolLM2 and Qwen base declare
+    ///     pad = eos; LLaMA-2 and TinyLlama declare none), an existing token is reused: the
+    ///     declared `unk_token` (or `<unk>`, `[UNK]`), else the first special token by id, else
+    ///     the first id, never eos, bos or a stop id. Padded positions are masked out of
+    ///     attention and loss, so the pad never needs an embedding row of its own.
     ///   - **mask**: the declared `mask_token`, else a special token named `<mask>`, `[MASK]`,
-    ///     `<|mask|>`, provided it differs from pad/eos/bos; otherwise the new special token
-    ///     [`KID_MASK_TOKEN`] is added and [`SqlTokenizer::mask_added`] is true.
-    ///   - Added tokens take the next free ids (pad first, then mask), so the same HF tokenizer
-    ///     always yields the same ids. **When `pad_added` or `mask_added` is true the model's
-    ///     embedding matrix (and LM head) must have at least
-    ///     [`SqlTokenizer::vocab_size`] rows**; see [`SqlTokenizer::needs_embedding_resize`]
-    ///     (Qwen's padded embedding of 151936 rows already covers ids 151665 and 151666).
+    ///     `<|mask|>`, provided it differs from pad/eos/bos; otherwise an existing token is
+    ///     reused, as the KID paper masks with `<s>`: the declared `bos_token` (even one the
+    ///     tokenizer does not prepend, e.g. SmolLM2's `<|im_start|>`), else the first other
+    ///     special token, never eos, pad or a stop id. The mask may equal bos (LLaMA: `<s>`).
+    ///   - The same HF folder always yields the same ids.
+    ///     [`SqlTokenizer::pad_added`] and [`SqlTokenizer::mask_added`] are false (true only
+    ///     in sidecars written by earlier versions, which added `<|kid_pad|>`/`<|kid_mask|>`).
     ///   - **stop ids** for generation: eos plus every `eos_token_id` of `config.json` and
     ///     `generation_config.json` (pad excluded).
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
@@ -612,13 +621,13 @@ impl SqlTokenizer {
     pub fn special_tokens(&self) -> &SpecialTokens {
         &self.special
     }
-    /// True when the mask token [`KID_MASK_TOKEN`] was added to a Hugging Face tokenizer: its
-    /// id is new, so the model's embedding matrix may need to grow (see
-    /// [`SqlTokenizer::needs_embedding_resize`]).
+    /// True when the mask token [`KID_MASK_TOKEN`] was added to a Hugging Face tokenizer (only
+    /// in sidecars written by earlier versions; [`SqlTokenizer::load`] no longer adds tokens).
     pub fn mask_added(&self) -> bool {
         self.mask_added
     }
-    /// True when the pad token [`KID_PAD_TOKEN`] was added to a Hugging Face tokenizer.
+    /// True when the pad token [`KID_PAD_TOKEN`] was added to a Hugging Face tokenizer (only in
+    /// sidecars written by earlier versions).
     pub fn pad_added(&self) -> bool {
         self.pad_added
     }

