@@ -44,12 +44,20 @@ databases-dir = "{}"
 
 /// `kidbench <args>` with its cache in `home`; (success, stdout, stderr).
 fn kb(home: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = kidbench()
-        .args(args)
+    kb_threads(home, args, None)
+}
+
+/// `kb` with `threads` libtorch threads when given (results are bitwise reproducible for a
+/// thread count).
+fn kb_threads(home: &Path, args: &[&str], threads: Option<&str>) -> (bool, String, String) {
+    let mut cmd = kidbench();
+    cmd.args(args)
         .env("KIDBENCH_HOME", home)
-        .env_remove("KIDBENCH_PLUGIN_PATH")
-        .output()
-        .expect("kidbench runs");
+        .env_remove("KIDBENCH_PLUGIN_PATH");
+    if let Some(n) = threads {
+        cmd.env("OMP_NUM_THREADS", n);
+    }
+    let out = cmd.output().expect("kidbench runs");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -374,20 +382,9 @@ fn bad_sweep_files_name_the_file_and_the_key() {
     assert!(stderr.contains("not valid TOML"), "{stderr}");
 }
 
-/// `kb` with one libtorch thread (results are bitwise reproducible for a thread count).
+/// `kb` with one libtorch thread.
 fn kb1(home: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = kidbench()
-        .args(args)
-        .env("KIDBENCH_HOME", home)
-        .env("OMP_NUM_THREADS", "1")
-        .env_remove("KIDBENCH_PLUGIN_PATH")
-        .output()
-        .expect("kidbench runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    kb_threads(home, args, Some("1"))
 }
 
 #[test]
