@@ -466,16 +466,23 @@ impl Cell {
 
 /// State of the cell folder `dir` (whose plan hash must be `hash`).
 pub fn cell_state(dir: &Path, hash: &str) -> anyhow::Result<CellState> {
+    if dir.exists() {
+        if let Some(h) = files::recorded_plan_hash(dir)? {
+            if h != hash {
+                anyhow::bail!(
+                    "{}: the cell folder holds another plan (hash {h}, expected {hash}); remove it",
+                    dir.display()
+                );
+            }
+        }
+    }
+    folder_state(dir)
+}
+
+/// The state of a cell folder from its markers and its lock alone (no plan check).
+fn folder_state(dir: &Path) -> anyhow::Result<CellState> {
     if !dir.exists() {
         return Ok(CellState::Pending);
-    }
-    if let Some(h) = files::recorded_plan_hash(dir)? {
-        if h != hash {
-            anyhow::bail!(
-                "{}: the cell folder holds another plan (hash {h}, expected {hash}); remove it",
-                dir.display()
-            );
-        }
     }
     if dir.join(DONE).is_file() {
         return Ok(CellState::Done);
@@ -668,19 +675,10 @@ pub fn unfinished_in_folder(dir: &Path) -> anyhow::Result<Option<Vec<UnfinishedC
     .with_context(|| format!("{}: not a sweep record", path.display()))?;
     let mut out = Vec::new();
     for c in record.cells {
-        let cdir = dir.join("cells").join(&c.id);
-        let state = if cdir.join(DONE).is_file() {
+        let state = folder_state(&dir.join("cells").join(&c.id))?;
+        if state == CellState::Done {
             continue;
-        } else if cdir.join(FAILED).is_file() {
-            let e = std::fs::read_to_string(cdir.join(FAILED)).unwrap_or_default();
-            CellState::Failed(e.trim().to_string())
-        } else if kidbench_results::lock::is_held(&lock_path(&cdir))? {
-            CellState::Running
-        } else if cdir.exists() {
-            CellState::Interrupted
-        } else {
-            CellState::Pending
-        };
+        }
         out.push(UnfinishedCell {
             index: c.index,
             method: c.method,
@@ -804,6 +802,19 @@ pub struct SweepSummary {
     pub failed: Vec<(usize, String)>,
 }
 
+impl SweepSummary {
+    /// The summary of a call that ran no cell (`--list`, `--unfinished`, `--emit slurm`).
+    fn nothing_run(dir: PathBuf, cells: usize) -> SweepSummary {
+        SweepSummary {
+            dir,
+            cells,
+            trained: 0,
+            skipped_done: 0,
+            failed: Vec::new(),
+        }
+    }
+}
+
 /// The sweep folder of a file.
 pub fn sweep_dir(out: &Path, file: &SweepFile) -> PathBuf {
     out.join(&file.name)
@@ -820,13 +831,7 @@ pub fn sweep(args: &SweepArgs) -> anyhow::Result<SweepSummary> {
             claim_folder(&dir, &file, &cells)?;
         }
         list(&dir, &cells)?;
-        return Ok(SweepSummary {
-            dir,
-            cells: cells.len(),
-            trained: 0,
-            skipped_done: 0,
-            failed: Vec::new(),
-        });
+        return Ok(SweepSummary::nothing_run(dir, cells.len()));
     }
     if args.unfinished {
         if dir.join("sweep.json").is_file() {
@@ -834,13 +839,7 @@ pub fn sweep(args: &SweepArgs) -> anyhow::Result<SweepSummary> {
         }
         let todo = crate::emit::unfinished(&dir, &cells, args.retry_failed)?;
         println!("{}", crate::emit::array_list(&todo));
-        return Ok(SweepSummary {
-            dir,
-            cells: cells.len(),
-            trained: 0,
-            skipped_done: 0,
-            failed: Vec::new(),
-        });
+        return Ok(SweepSummary::nothing_run(dir, cells.len()));
     }
     claim_folder(&dir, &file, &cells)?;
     match args.emit.emit {
@@ -855,13 +854,7 @@ pub fn sweep(args: &SweepArgs) -> anyhow::Result<SweepSummary> {
                 crate::emit::array_list(&e.unfinished),
                 e.submit.display()
             );
-            return Ok(SweepSummary {
-                dir,
-                cells: cells.len(),
-                trained: 0,
-                skipped_done: 0,
-                failed: Vec::new(),
-            });
+            return Ok(SweepSummary::nothing_run(dir, cells.len()));
         }
         Some(crate::emit::Emit::Local) => {
             let prepare = SweepArgs {
