@@ -26,17 +26,15 @@ pub struct LoadedModel {
     pub model: Qwen2ForCausalLM,
 }
 
-/// The parameter kind to use on a device: bf16 on CUDA, fp32 on CPU.
+/// The parameter kind to use on a device when `--dtype` is not given: bf16 on CUDA, fp32 on
+/// CPU ([`crate::Dtype::default_for`]).
 pub fn default_kind(device: Device) -> Kind {
-    match device {
-        Device::Cuda(_) => Kind::BFloat16,
-        _ => Kind::Float,
-    }
+    crate::Dtype::default_for(device).kind()
 }
 
 /// Checks the folder exists and holds a config and weights; returns the weight files to read
 /// (one, or the shards named by the index) and the file that names them.
-fn checkpoint_files(dir: &Path) -> Result<(Vec<PathBuf>, PathBuf)> {
+pub(crate) fn checkpoint_files(dir: &Path) -> Result<(Vec<PathBuf>, PathBuf)> {
     if !dir.is_dir() {
         return Err(ModelError::MissingDir {
             path: dir.to_path_buf(),

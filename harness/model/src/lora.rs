@@ -188,6 +188,31 @@ pub fn detach_lora(model: &mut Qwen2ForCausalLM) {
     }
 }
 
+/// Folds every adapter into its base weight (`W += (alpha / r) * B A`, computed in fp32 and
+/// rounded once to `W`'s kind) and removes the adapters: the model then computes what it
+/// computed with them, as a plain checkpoint that [`crate::checkpoint::save`] writes and any HF
+/// loader reads. Returns how many layers were merged. Base parameters stay frozen.
+pub fn merge_lora(model: &mut Qwen2ForCausalLM) -> Result<usize> {
+    let _guard = tch::no_grad_guard();
+    let mut merged = 0;
+    for lin in model.linears_mut() {
+        let Some(l) = lin.lora.take() else {
+            continue;
+        };
+        let w = &lin.weight;
+        let delta =
+            l.b.f_to_kind(tch::Kind::Float)?
+                .f_matmul(&l.a.f_to_kind(tch::Kind::Float)?)?
+                .f_mul_scalar(l.scaling)?;
+        let sum = w
+            .f_to_kind(tch::Kind::Float)?
+            .f_add(&delta.f_to_device(w.device())?)?;
+        lin.weight.shallow_clone().f_copy_(&sum)?; // converts to W's kind
+        merged += 1;
+    }
+    Ok(merged)
+}
+
 /// The adapter tensors under their PEFT names, sorted.
 pub fn lora_parameters(model: &Qwen2ForCausalLM) -> Vec<(String, Tensor)> {
     let mut out = Vec::new();

