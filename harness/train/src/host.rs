@@ -11,6 +11,9 @@
 //!   [`crate::data::collate`]: `labels`/`loss_mask` cover the generated tokens, the EOS included
 //!   when one was produced, never the prompt.
 //!
+//! Logits leave the host as fp32 ([`fp32_logits`]) whatever the models compute in (`--dtype
+//! bf16`), so the plugins' losses and reductions are fp32.
+//!
 //! `norm_tokens` of a sampled batch: its own generated-target count times
 //! `global examples / micro-batch examples`. With one micro-batch per step (the default) that is
 //! exactly the sampled batch's own target count, so a sampled loss is a per-token mean like a
@@ -25,7 +28,7 @@ use kidbench_model::{GenerationConfig, Sampling};
 use kidbench_plugin_host::{
     BatchTensors, HostServices, Model, SampleSpec, SampledBatch, SpecialTokens,
 };
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use crate::data::{collate, Example};
 use crate::parts::{CausalLm, Timings, TokenCounts};
@@ -221,6 +224,7 @@ impl TrainHost<'_> {
         } else {
             tch::no_grad(run)
         }
+        .and_then(fp32_logits)
         .with_context(|| format!("{model:?} forward"));
         let s = t.elapsed().as_secs_f64();
         let n = mask
@@ -244,6 +248,18 @@ impl TrainHost<'_> {
         }
         out
     }
+}
+
+/// Logits as fp32, whatever the model computes in: every log-softmax, divergence and
+/// reduction of the host and the plugins runs in fp32 (a bf16 model's logits are cast here; the
+/// cast is differentiable, so the gradient flows back into the bf16 model).
+pub fn fp32_logits(logits: Tensor) -> anyhow::Result<Tensor> {
+    if logits.kind() == Kind::Float {
+        return Ok(logits);
+    }
+    logits
+        .f_to_kind(Kind::Float)
+        .context("casting logits to fp32")
 }
 
 impl HostServices for TrainHost<'_> {

@@ -1,5 +1,9 @@
 //! Glue to `kidbench-model`: building from-scratch presets, loading local HF models, saving,
-//! the trainer's [`CausalLm`] view, device selection and batched greedy generation.
+//! the trainer's [`CausalLm`] view, device and dtype selection and batched greedy generation.
+//!
+//! `--dtype bf16` (the default on CUDA) makes every model of a run bf16, on CPU too: forwards,
+//! backward and generation run in bf16, logits come out fp32 (the model casts them), and the
+//! optimizer keeps fp32 masters ([`crate::optim`]).
 
 use std::path::Path;
 
@@ -72,11 +76,24 @@ pub fn parse_device(s: &str) -> anyhow::Result<Device> {
     }
 }
 
-/// A fresh, seeded from-scratch model whose vocabulary is the tokenizer's.
+/// A fresh, seeded from-scratch model whose vocabulary is the tokenizer's, in the device's
+/// default kind ([`checkpoint::default_kind`]).
 pub fn build_scratch(
     spec: &ScratchSpec,
     tok: &SqlTokenizer,
     device: Device,
+    seed: u64,
+) -> anyhow::Result<Lm> {
+    build_scratch_as(spec, tok, device, checkpoint::default_kind(device), seed)
+}
+
+/// [`build_scratch`] with parameters of `kind`. The weights are drawn in fp32 and then
+/// converted, so a bf16 model of a seed is the fp32 model of that seed rounded to bf16.
+pub fn build_scratch_as(
+    spec: &ScratchSpec,
+    tok: &SqlTokenizer,
+    device: Device,
+    kind: Kind,
     seed: u64,
 ) -> anyhow::Result<Lm> {
     let json = scratch_config_json(
@@ -88,18 +105,24 @@ pub fn build_scratch(
     let cfg: Config = serde_json::from_value(json)
         .with_context(|| format!("building the config of preset {}", spec.name))?;
     tch::manual_seed(seed as i64);
-    let vs = VarStore::new(device);
+    let mut vs = VarStore::new(device);
     let model = Qwen2ForCausalLM::new(&vs.root(), &cfg)
         .with_context(|| format!("building model for preset {}", spec.name))?;
+    if kind != Kind::Float {
+        // converts every variable in place (`set_data`): the model's handles see the new kind
+        vs.set_kind(kind);
+    }
     Ok(Lm { vs, model })
 }
 
 /// Loads a saved checkpoint folder (HF layout) in fp32 on CPU, bf16 on CUDA.
 pub fn load_dir(dir: &Path, device: Device) -> anyhow::Result<Lm> {
-    let kind = match device {
-        Device::Cpu => Kind::Float,
-        _ => checkpoint::default_kind(device),
-    };
+    load_dir_as(dir, device, checkpoint::default_kind(device))
+}
+
+/// Loads a saved checkpoint folder (HF layout) with parameters of `kind` (the file's dtype is
+/// converted).
+pub fn load_dir_as(dir: &Path, device: Device, kind: Kind) -> anyhow::Result<Lm> {
     let loaded = checkpoint::load(dir, device, kind)
         .with_context(|| format!("loading model from {}", dir.display()))?;
     Ok(Lm {
@@ -108,16 +131,42 @@ pub fn load_dir(dir: &Path, device: Device) -> anyhow::Result<Lm> {
     })
 }
 
-/// The student/teacher model of a resolved preset, before training.
+/// The student/teacher model of a resolved preset, before training, in the device's default
+/// kind.
 pub fn initial_model(
     resolved: &Resolved,
     tok: &SqlTokenizer,
     device: Device,
     seed: u64,
 ) -> anyhow::Result<Lm> {
+    initial_model_as(
+        resolved,
+        tok,
+        device,
+        checkpoint::default_kind(device),
+        seed,
+    )
+}
+
+/// [`initial_model`] with parameters of `kind` (`--dtype`).
+pub fn initial_model_as(
+    resolved: &Resolved,
+    tok: &SqlTokenizer,
+    device: Device,
+    kind: Kind,
+    seed: u64,
+) -> anyhow::Result<Lm> {
     match resolved {
-        Resolved::Scratch(spec) => build_scratch(spec, tok, device, seed),
-        Resolved::Local { dir, .. } => load_dir(dir, device),
+        Resolved::Scratch(spec) => build_scratch_as(spec, tok, device, kind, seed),
+        Resolved::Local { dir, .. } => load_dir_as(dir, device, kind),
+    }
+}
+
+/// `--dtype` (fp32 | bf16; None: the device's default) as a parameter kind.
+pub fn parse_dtype(dtype: Option<&str>, device: Device) -> anyhow::Result<kidbench_model::Dtype> {
+    match dtype {
+        None => Ok(kidbench_model::Dtype::default_for(device)),
+        Some(s) => kidbench_model::Dtype::parse(s).map_err(|e| anyhow::anyhow!("--dtype {s}: {e}")),
     }
 }
 
