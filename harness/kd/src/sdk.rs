@@ -700,6 +700,90 @@ impl<'a> Ctx<'a> {
     }
 }
 
+impl Batch {
+    /// The batch right-padded to `t` columns (`t` at least its own length): `pad` tokens,
+    /// attention 0, labels `IGNORE`, loss mask 0. Under causal attention the appended columns
+    /// change nothing at the earlier positions.
+    pub fn pad_to(&self, t: i64, pad: i64) -> anyhow::Result<Batch> {
+        let size = self.input_ids.size();
+        anyhow::ensure!(
+            size.len() == 2,
+            "input_ids must be [batch, time], got {size:?}"
+        );
+        let extra = t - size[1];
+        anyhow::ensure!(
+            extra >= 0,
+            "cannot pad a batch of {} columns to {t}",
+            size[1]
+        );
+        if extra == 0 {
+            return Ok(self.shallow());
+        }
+        let fill = |x: &Tensor, v: f64| -> Tensor {
+            let tail = Tensor::full([size[0], extra], v, (x.kind(), x.device()));
+            Tensor::cat(&[x, &tail], 1)
+        };
+        Ok(Batch {
+            input_ids: fill(&self.input_ids, pad as f64),
+            attention_mask: fill(&self.attention_mask, 0.0),
+            labels: fill(&self.labels, crate::IGNORE as f64),
+            loss_mask: fill(&self.loss_mask, 0.0),
+            norm: self.norm,
+        })
+    }
+
+    fn shallow(&self) -> Batch {
+        Batch {
+            input_ids: self.input_ids.shallow_clone(),
+            attention_mask: self.attention_mask.shallow_clone(),
+            labels: self.labels.shallow_clone(),
+            loss_mask: self.loss_mask.shallow_clone(),
+            norm: self.norm,
+        }
+    }
+
+    /// Row `i` from `other` where `take_other[i]`, else from `self` (both right padded to the
+    /// longer of the two). `norm` keeps `self`'s ratio of global to local target tokens: with
+    /// one micro-batch per step it is exactly the mixed batch's own target count; with
+    /// gradient accumulation it estimates the global count from this micro-batch, as the
+    /// host does for sampled batches.
+    pub fn mix_rows(&self, other: &Batch, take_other: &[bool], pad: i64) -> anyhow::Result<Batch> {
+        let (a, b) = (self.input_ids.size(), other.input_ids.size());
+        anyhow::ensure!(
+            a.len() == 2 && b.len() == 2 && a[0] == b[0] && a[0] == take_other.len() as i64,
+            "mixing rows of batches {a:?} and {b:?} with {} choices",
+            take_other.len()
+        );
+        let t = a[1].max(b[1]);
+        let (x, y) = (self.pad_to(t, pad)?, other.pad_to(t, pad)?);
+        let pick = |u: &Tensor, v: &Tensor| -> Tensor {
+            let rows: Vec<Tensor> = take_other
+                .iter()
+                .enumerate()
+                .map(|(i, &o)| {
+                    if o {
+                        v.narrow(0, i as i64, 1)
+                    } else {
+                        u.narrow(0, i as i64, 1)
+                    }
+                })
+                .collect();
+            Tensor::cat(&rows, 0)
+        };
+        let loss_mask = pick(&x.loss_mask, &y.loss_mask);
+        let local = |m: &Tensor| m.sum(tch::Kind::Double).double_value(&[]);
+        let (own, mixed) = (local(&self.loss_mask), local(&loss_mask));
+        let scale = if own > 0.0 { self.norm / own } else { 1.0 };
+        Ok(Batch {
+            input_ids: pick(&x.input_ids, &y.input_ids),
+            attention_mask: pick(&x.attention_mask, &y.attention_mask),
+            labels: pick(&x.labels, &y.labels),
+            loss_mask,
+            norm: (mixed * scale).max(1.0),
+        })
+    }
+}
+
 fn owned_batch(b: BatchOwned) -> Batch {
     // SAFETY: owned handles from the host, each taken exactly once.
     unsafe {

@@ -5,6 +5,8 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use kidbench_train::presets::ModelFlags;
+
 /// How long each student trains: `steps=N` or `time=<seconds>` (`--budget`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Budget {
@@ -111,10 +113,12 @@ pub struct CommonArgs {
 /// `kidbench teacher`: fine-tune a teacher with SFT and cache it.
 #[derive(Debug, Clone, clap::Args, serde::Serialize)]
 pub struct TeacherArgs {
-    /// Teacher preset (see docs/TRAINING.md).
-    #[arg(long = "model", default_value = "tiny-m")]
-    pub model: String,
-    /// Local folder of a named HF model (default $KIDBENCH_MODELS/<name>).
+    /// Teacher: a preset (see docs/TRAINING.md; default tiny-m) or the path of a local
+    /// Hugging Face folder (Qwen2 or LLaMA).
+    #[arg(long = "model")]
+    pub model: Option<String>,
+    /// Local folder of the model: of a named HF preset (default $KIDBENCH_MODELS/<name>), or,
+    /// alone, any HF folder.
     #[arg(long)]
     pub model_dir: Option<PathBuf>,
     /// Training steps (default: the preset's).
@@ -143,14 +147,18 @@ pub struct RunArgs {
     /// the steps).
     #[arg(long)]
     pub budget: Option<Budget>,
-    /// Teacher preset.
-    #[arg(long, default_value = "tiny-m")]
-    pub teacher: String,
-    /// Student preset.
-    #[arg(long, default_value = "tiny-s")]
-    pub student: String,
+    /// Teacher: a preset (default tiny-m) or the path of a local Hugging Face folder (Qwen2
+    /// or LLaMA config.json), e.g. `--teacher ./models/my-qwen`.
+    #[arg(long)]
+    pub teacher: Option<String>,
+    /// Student: a preset (default tiny-s) or the path of a local Hugging Face folder.
+    #[arg(long)]
+    pub student: Option<String>,
+    /// The teacher's folder: of a named HF preset (default $KIDBENCH_MODELS/<name>), or, without
+    /// --teacher, any HF folder.
     #[arg(long)]
     pub teacher_dir: Option<PathBuf>,
+    /// The student's folder, like --teacher-dir.
     #[arg(long)]
     pub student_dir: Option<PathBuf>,
     /// Student training steps (default: the preset's).
@@ -207,6 +215,27 @@ pub struct RunArgs {
     pub common: CommonArgs,
 }
 
+/// The teacher flags of `kidbench run` (`--teacher`, `--teacher-dir`, default tiny-m).
+pub const TEACHER_FLAGS: ModelFlags = ModelFlags {
+    name: "--teacher",
+    dir: "--teacher-dir",
+    default: "tiny-m",
+};
+
+/// The student flags of `kidbench run` (`--student`, `--student-dir`, default tiny-s).
+pub const STUDENT_FLAGS: ModelFlags = ModelFlags {
+    name: "--student",
+    dir: "--student-dir",
+    default: "tiny-s",
+};
+
+/// The model flags of `kidbench teacher` (`--model`, `--model-dir`, default tiny-m).
+pub const TEACHER_MODEL_FLAGS: ModelFlags = ModelFlags {
+    name: "--model",
+    dir: "--model-dir",
+    default: "tiny-m",
+};
+
 impl Default for CommonArgs {
     fn default() -> Self {
         CommonArgs {
@@ -230,8 +259,8 @@ impl Default for RunArgs {
             methods: vec!["sft".into()],
             plugin_dirs: Vec::new(),
             budget: None,
-            teacher: "tiny-m".into(),
-            student: "tiny-s".into(),
+            teacher: None,
+            student: None,
             teacher_dir: None,
             student_dir: None,
             steps: None,

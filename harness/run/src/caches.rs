@@ -150,13 +150,9 @@ fn reusable(dir: &Path, what: &str) -> anyhow::Result<bool> {
 pub fn tokenizer(ctx: &Context, plan: &TokenizerPlan) -> anyhow::Result<SqlTokenizer> {
     let mut hf: Option<SqlTokenizer> = None;
     for m in [&ctx.teacher, &ctx.student] {
-        if let Resolved::Local { dir, spec } = m {
+        if let Resolved::Local { dir, name, .. } = m {
             let t = SqlTokenizer::load(dir).with_context(|| {
-                format!(
-                    "loading the tokenizer of {} from {}",
-                    spec.name,
-                    dir.display()
-                )
+                format!("loading the tokenizer of {name} from {}", dir.display())
             })?;
             if let Some(first) = &hf {
                 kidbench_tokenizer::check_compatible(&t, first)

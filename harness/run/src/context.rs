@@ -12,10 +12,10 @@ use kidbench_sql::compare::CompareMode;
 use kidbench_sql::prompt::{PromptOptions, PromptStyle};
 use kidbench_testsuite::Suite;
 use kidbench_train::bench::{self, SplitData};
-use kidbench_train::presets::{self, Resolved};
+use kidbench_train::presets::{self, ModelFlags, Resolved};
 use tch::Device;
 
-use crate::args::{CommonArgs, RunArgs};
+use crate::args::{CommonArgs, RunArgs, STUDENT_FLAGS, TEACHER_FLAGS};
 use crate::plan::{hash_of, DataPlan, SplitPlan};
 
 /// The opened benchmark and models.
@@ -88,8 +88,27 @@ fn split_plan(
     })
 }
 
+/// The teacher and the student of `args`, each a preset or a local HF folder
+/// ([`presets::resolve_model`]).
+pub fn resolve_models(
+    args: &RunArgs,
+    teacher_flags: ModelFlags,
+) -> anyhow::Result<(Resolved, Resolved)> {
+    let teacher = presets::resolve_model(
+        args.teacher.as_deref(),
+        args.teacher_dir.as_deref(),
+        teacher_flags,
+    )?;
+    let student = presets::resolve_model(
+        args.student.as_deref(),
+        args.student_dir.as_deref(),
+        STUDENT_FLAGS,
+    )?;
+    Ok((teacher, student))
+}
+
 /// `CompareMode` of the benchmark's evaluation rules.
-fn compare_mode(bench: &Benchmark) -> CompareMode {
+pub fn compare_mode(bench: &Benchmark) -> CompareMode {
     match bench.spec.compare {
         kidbench_sql::benchmark::CompareMode::TestSuite => CompareMode::TestSuite,
         kidbench_sql::benchmark::CompareMode::Bird => CompareMode::Bird,
@@ -164,8 +183,13 @@ impl Context {
 
     /// Opens what `args` names: its models resolved, its benchmark.
     pub fn for_run(args: &RunArgs) -> anyhow::Result<Context> {
-        let teacher = presets::resolve(&args.teacher, args.teacher_dir.as_deref())?;
-        let student = presets::resolve(&args.student, args.student_dir.as_deref())?;
+        Context::for_run_flags(args, TEACHER_FLAGS)
+    }
+
+    /// [`Context::for_run`] with the teacher named by other flags (`kidbench teacher`'s
+    /// `--model` / `--model-dir`), for its error messages.
+    pub fn for_run_flags(args: &RunArgs, teacher_flags: ModelFlags) -> anyhow::Result<Context> {
+        let (teacher, student) = resolve_models(args, teacher_flags)?;
         Context::open(&args.common, teacher, student, args.max_dev)
     }
 

@@ -292,7 +292,7 @@ pub fn teacher(args: &TeacherArgs) -> anyhow::Result<TeacherSummary> {
         common: args.common.clone(),
         ..RunArgs::default()
     };
-    let ctx = Context::for_run(&run_args)?;
+    let ctx = Context::for_run_flags(&run_args, args::TEACHER_MODEL_FLAGS)?;
     let plan = RunPlan::resolve(&run_args, &ctx, Vec::new())?;
     let tok = caches::tokenizer(&ctx, &plan.tokenizer)?;
     let t = caches::teacher(&ctx, &tok, &plan, args.common.quiet)?;

@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use kidbench_plugin_host::{ParamInfo, ParamKind, PluginEntry, Registry};
 use kidbench_train::method::MethodSpec;
-use kidbench_train::presets::{self, Resolved};
+use kidbench_train::presets::Resolved;
 use kidbench_train::trainer::TrainConfig;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -472,7 +472,6 @@ fn sft_model_plan(
     train: TrainConfig,
     device: &str,
 ) -> anyhow::Result<SftModelPlan> {
-    let p = presets::lookup(resolved.name())?;
     let source = model_source(resolved)?;
     let key = hash_of(&serde_json::json!({
         "format": PLAN_FORMAT,
@@ -484,16 +483,16 @@ fn sft_model_plan(
         "prompt": [ctx.data_plan.prompt_sample_values, &ctx.data_plan.prompt_style],
         "tokenizer": tokenizer,
         "train": train,
-        "max_prompt": p.max_prompt_tokens(),
-        "max_target": p.max_target_tokens(),
+        "max_prompt": resolved.max_prompt_tokens(),
+        "max_target": resolved.max_target_tokens(),
         "device": device,
         "libtorch": env!("KIDBENCH_LIBTORCH"),
     }));
     Ok(SftModelPlan {
         preset: resolved.name().to_string(),
         source,
-        max_prompt_tokens: p.max_prompt_tokens(),
-        max_target_tokens: p.max_target_tokens(),
+        max_prompt_tokens: resolved.max_prompt_tokens(),
+        max_target_tokens: resolved.max_target_tokens(),
         train,
         key,
     })
@@ -503,7 +502,7 @@ fn sft_model_plan(
 /// on the train split with `vocab_size` tokens.
 fn tokenizer_plan(ctx: &Context, vocab_size: usize) -> anyhow::Result<TokenizerPlan> {
     for m in [&ctx.teacher, &ctx.student] {
-        if let Resolved::Local { dir, spec } = m {
+        if let Resolved::Local { dir, name, .. } = m {
             let files: BTreeMap<String, String> = ["tokenizer.json", "tokenizer_config.json"]
                 .iter()
                 .filter(|f| dir.join(f).is_file())
@@ -515,7 +514,7 @@ fn tokenizer_plan(ctx: &Context, vocab_size: usize) -> anyhow::Result<TokenizerP
                 })
                 .collect::<anyhow::Result<_>>()?;
             return Ok(TokenizerPlan {
-                source: format!("hf:{}", spec.name),
+                source: format!("hf:{name}"),
                 vocab_size: 0,
                 key: hash_of(&files),
             });
@@ -637,7 +636,6 @@ impl RunPlan {
                 }
             }
         };
-        let sp = presets::lookup(ctx.student.name())?;
         let budget = match time_budget {
             Some(t) => Budget::Time(t).to_string(),
             None => Budget::Steps(student_train.steps).to_string(),
@@ -651,8 +649,8 @@ impl RunPlan {
             student: StudentPlan {
                 preset: ctx.student.name().to_string(),
                 source: model_source(&ctx.student)?,
-                max_prompt_tokens: sp.max_prompt_tokens(),
-                max_target_tokens: sp.max_target_tokens(),
+                max_prompt_tokens: ctx.student.max_prompt_tokens(),
+                max_target_tokens: ctx.student.max_target_tokens(),
                 init,
                 train: student_train,
             },

@@ -2,6 +2,7 @@
 //! scoring path shared with `kidbench eval` ([`kidbench_testsuite::score_pairs`]), TS when the
 //! benchmark has a suite, and the record files of [`kidbench_results`].
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -117,6 +118,41 @@ pub fn eval_options(ctx: &Context) -> EvalOptions {
     }
 }
 
+/// Scores one predicted SQL per item against the items' gold queries by execution (EX), and
+/// by the test suite when one is given (TS): the scoring path of `kidbench run`, `kidbench
+/// score` and, through [`kidbench_testsuite::score_pairs`], `kidbench eval`. `databases` maps
+/// each item's db_id to its SQLite file.
+pub fn score_sql(
+    items: &[Item],
+    sql: &[String],
+    databases: &BTreeMap<String, PathBuf>,
+    opts: &EvalOptions,
+    suite: Option<&kidbench_testsuite::Suite>,
+) -> Scoring {
+    let pairs: Vec<Pair> = items
+        .iter()
+        .zip(sql)
+        .map(|(it, pred)| Pair {
+            id: it.index.to_string(),
+            db_id: it.db_id.clone(),
+            gold: it.gold.clone(),
+            pred: pred.clone(),
+        })
+        .collect();
+    kidbench_testsuite::score_pairs(
+        &pairs,
+        |db| {
+            databases
+                .get(db)
+                .cloned()
+                .unwrap_or_else(|| PathBuf::from(format!("<missing database {db}>")))
+        },
+        opts,
+        suite,
+        None,
+    )
+}
+
 /// Generates SQL for `items` with `model` and scores it against their gold queries.
 #[allow(clippy::too_many_arguments)]
 pub fn score_items(
@@ -140,30 +176,8 @@ pub fn score_items(
         .collect::<anyhow::Result<_>>()?;
     let g = lm::generate_sql(model, tok, &prompts, gen_batch_size, max_target as i64, bar)?;
     let sql: Vec<String> = g.sql.iter().map(|out| ctx.prediction_sql(out)).collect();
-    let pairs: Vec<Pair> = items
-        .iter()
-        .zip(&sql)
-        .map(|(it, pred)| Pair {
-            id: it.index.to_string(),
-            db_id: it.db_id.clone(),
-            gold: it.gold.clone(),
-            pred: pred.clone(),
-        })
-        .collect();
     let suite = if with_ts { ctx.suite.as_ref() } else { None };
-    let scoring = kidbench_testsuite::score_pairs(
-        &pairs,
-        |db| {
-            ctx.dev
-                .databases
-                .get(db)
-                .cloned()
-                .unwrap_or_else(|| PathBuf::from(format!("<missing database {db}>")))
-        },
-        &eval_options(ctx),
-        suite,
-        None,
-    );
+    let scoring = score_sql(items, &sql, &ctx.dev.databases, &eval_options(ctx), suite);
     Ok(Scored {
         predictions: sql,
         scoring,

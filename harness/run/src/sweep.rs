@@ -369,8 +369,13 @@ impl SweepFile {
             None => vec![base.common.seed],
         };
         let benchmarks = list("benchmarks")?.unwrap_or_else(|| vec![base.common.benchmark.clone()]);
-        let teachers = list("teachers")?.unwrap_or_else(|| vec![base.teacher.clone()]);
-        let students = list("students")?.unwrap_or_else(|| vec![base.student.clone()]);
+        let some = |v: Vec<String>| v.into_iter().map(Some).collect::<Vec<_>>();
+        let teachers = list("teachers")?
+            .map(some)
+            .unwrap_or_else(|| vec![base.teacher.clone()]);
+        let students = list("students")?
+            .map(some)
+            .unwrap_or_else(|| vec![base.student.clone()]);
         let warmups: Vec<Option<usize>> = match list("student-warmups")? {
             Some(v) => parse_all("student-warmups", &v)?
                 .into_iter()

@@ -13,8 +13,8 @@ fn workspace_databases() -> PathBuf {
 
 fn args(databases: &Path) -> RunArgs {
     RunArgs {
-        teacher: "tiny-s".into(),
-        student: "tiny-s".into(),
+        teacher: Some("tiny-s".into()),
+        student: Some("tiny-s".into()),
         max_dev: Some(12),
         common: CommonArgs {
             databases_dir: databases.to_path_buf(),

@@ -12,8 +12,8 @@ fn workspace_databases() -> PathBuf {
 
 fn mini(out: &std::path::Path) -> RunArgs {
     RunArgs {
-        teacher: "tiny-s".into(),
-        student: "tiny-s".into(),
+        teacher: Some("tiny-s".into()),
+        student: Some("tiny-s".into()),
         steps: Some(3),
         teacher_steps: Some(3),
         out: out.to_path_buf(),
@@ -160,14 +160,14 @@ fn mini_run_writes_all_result_files() {
         "{e}"
     );
     let mut a = mini(out.path());
-    a.student = "tiny-xxl".into();
+    a.student = Some("tiny-xxl".into());
     let e = err(&a);
     assert!(
         e.contains("unknown model preset 'tiny-xxl'") && e.contains("tiny-m"),
         "{e}"
     );
     let mut a = mini(out.path());
-    a.teacher = "qwen-7b".into();
+    a.teacher = Some("qwen-7b".into());
     a.teacher_dir = Some(home.path().join("no-such-model"));
     let e = err(&a);
     assert!(
@@ -190,9 +190,9 @@ fn incompatible_tokenizers_are_refused() {
     let a = make("a", &["select name from singer where age > 3"; 20]);
     let b = make("b", &["completely different text about cats and dogs"; 20]);
     let mut args = mini(tmp.path());
-    args.teacher = "qwen-0.5b".into();
+    args.teacher = Some("qwen-0.5b".into());
     args.teacher_dir = Some(a);
-    args.student = "tinyllama-1.1b".into();
+    args.student = Some("tinyllama-1.1b".into());
     args.student_dir = Some(b);
     let e = format!("{:#}", kidbench_run::run(&args).unwrap_err());
     assert!(e.contains("tokenizers are incompatible"), "{e}");

@@ -61,6 +61,26 @@ pub enum Error {
         /// Which ids collide or mismatch.
         detail: String,
     },
+    /// The tokenizer has ids at or beyond the checkpoint's embedding rows (`vocab_size` of its
+    /// config.json): they would index past the embedding.
+    #[error(
+        "{} does not match the checkpoint: its ids go up to {} ({tokens} ids) but {} says \
+         vocab_size {rows} (embedding rows); ids from {rows} on would index past the embedding \
+         (a tokenizer.json of another model?)",
+        tokenizer.display(),
+        tokens - 1,
+        config.display()
+    )]
+    VocabMismatch {
+        /// The tokenizer.json.
+        tokenizer: PathBuf,
+        /// The config.json.
+        config: PathBuf,
+        /// Highest id + 1.
+        tokens: usize,
+        /// The config's vocab_size.
+        rows: usize,
+    },
     /// Student and teacher tokenizers differ; every difference is listed.
     #[error("incompatible tokenizers: {}", .differences.join("; "))]
     Incompatible {

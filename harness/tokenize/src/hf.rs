@@ -184,9 +184,19 @@ pub(crate) fn resolve(mut tok: Tokenizer, dir: &Path, tokenizer_file: &Path) -> 
         .get("vocab_size")
         .and_then(Value::as_u64)
         .and_then(|v| usize::try_from(v).ok());
-    // Ids at or beyond the embedding's rows index out of range: nothing below may pick one.
-    let rows = config_vocab_size.unwrap_or_else(|| crate::vocab_len(&tok));
+    // Ids at or beyond the embedding's rows index out of range: nothing below may pick one,
+    // and a tokenizer that can produce one is not this checkpoint's.
+    let tokens = crate::vocab_len(&tok);
+    let rows = config_vocab_size.unwrap_or(tokens);
     let config_file = dir.join("config.json");
+    if tokens > rows {
+        return Err(Error::VocabMismatch {
+            tokenizer: tokenizer_file.to_path_buf(),
+            config: config_file,
+            tokens,
+            rows,
+        });
+    }
 
     // eos (required)
     let eos = side

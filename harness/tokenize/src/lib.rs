@@ -499,6 +499,19 @@ impl SqlTokenizer {
         Ok(self.encode_u32(text)?.into_iter().map(i64::from).collect())
     }
 
+    /// Encodes text in which the tokenizer's special and added tokens are tokens, the way
+    /// Hugging Face tokenizes a rendered chat template (`<|im_start|>user` is the
+    /// `<|im_start|>` id, then `user`); no BOS or EOS is added. Use it for chat prompts only:
+    /// [`SqlTokenizer::encode`] keeps such strings as text.
+    pub fn encode_with_special_tokens(&self, text: &str) -> Result<Vec<i64>> {
+        let mut inner = self.inner.clone();
+        inner.set_encode_special_tokens(false);
+        let enc = inner
+            .encode_fast(text, false)
+            .map_err(|e| Error::tk("encoding text with special tokens", e))?;
+        Ok(enc.get_ids().iter().map(|&i| i64::from(i)).collect())
+    }
+
     fn encode_u32(&self, text: &str) -> Result<Vec<u32>> {
         let enc = self
             .inner

@@ -456,7 +456,50 @@ fn eos_beyond_the_embedding_rows_is_a_mismatch() {
     );
     let err = SqlTokenizer::load(dir.path()).unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, Error::SpecialIds { .. }), "{msg}");
+    // eos and the specials after it have no row: the tokenizer is not this checkpoint's.
+    assert!(
+        matches!(err, Error::VocabMismatch { rows, .. } if rows == eot as usize),
+        "{msg}"
+    );
     assert!(msg.contains("config.json"), "{msg}");
-    assert!(msg.contains(&format!("{eot} embedding rows")), "{msg}");
+    assert!(
+        msg.contains(&format!("vocab_size {eot} (embedding rows)")),
+        "{msg}"
+    );
+}
+
+/// A tokenizer.json of a bigger model beside a smaller checkpoint: ordinary text would encode
+/// to ids past the embedding ("index out of range in self" in the first forward). The load
+/// says so, naming both files, even though every special id has a row.
+#[test]
+fn tokenizer_with_ids_beyond_vocab_size_is_refused_at_load() {
+    let raw = qwen_like();
+    let tokens = raw.get_vocab_size(true);
+    assert!(tokens > 300, "the fixture has {tokens} ids");
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_tokenizer(dir.path(), &raw);
+    // eos is id 0 (exists, has a row); the checkpoint has 300 rows.
+    let eos = raw.id_to_token(0).expect("id 0");
+    write_json(
+        dir.path(),
+        "tokenizer_config.json",
+        &json!({"eos_token": eos, "pad_token": eos}),
+    );
+    write_json(dir.path(), "config.json", &json!({"vocab_size": 300}));
+    let err = SqlTokenizer::load(dir.path()).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, Error::VocabMismatch { tokens: t, rows: 300, .. } if t == tokens),
+        "{msg}"
+    );
+    assert!(msg.contains("tokenizer.json"), "{msg}");
+    assert!(msg.contains("config.json"), "{msg}");
+    assert!(
+        msg.contains(&format!("ids go up to {}", tokens - 1)),
+        "{msg}"
+    );
+    assert!(msg.contains("vocab_size 300"), "{msg}");
+    // The same tokenizer with as many rows as ids loads.
+    write_json(dir.path(), "config.json", &json!({"vocab_size": tokens}));
+    assert!(SqlTokenizer::load(dir.path()).is_ok());
 }

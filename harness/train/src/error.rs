@@ -24,6 +24,36 @@ pub enum TrainError {
         missing: Vec<String>,
     },
 
+    /// A model folder named on the command line (`--teacher DIR`, `--teacher-dir DIR`, ...)
+    /// that is not there or lacks files.
+    #[error(
+        "{flag} {}: the model folder {}; it needs {}{}",
+        dir.display(),
+        if *dir_exists { format!("lacks {}", missing.join(", ")) } else { "does not exist".to_string() },
+        missing.join(", "),
+        match fetch { Some(cmd) => format!(" (`{cmd}` fetches it)"), None => String::new() }
+    )]
+    MissingFolder {
+        flag: String,
+        dir: PathBuf,
+        dir_exists: bool,
+        missing: Vec<String>,
+        /// The command that fetches it, when the folder is a known preset's.
+        fetch: Option<String>,
+    },
+
+    /// A model folder whose config.json is not of an architecture kidbench implements.
+    #[error("{flag} {}: {detail}; kidbench loads Qwen2 and LLaMA checkpoints (config.json model_type qwen2 or llama)", dir.display())]
+    UnsupportedModel {
+        flag: String,
+        dir: PathBuf,
+        detail: String,
+    },
+
+    /// Two flags that cannot be given together.
+    #[error("{0}")]
+    Flags(String),
+
     #[error("unknown method '{name}'; available methods: {}", available.join(", "))]
     UnknownMethod {
         name: String,

@@ -208,15 +208,42 @@ pub fn missing_model_files(dir: &Path) -> Vec<String> {
 pub enum Resolved {
     /// Trained from scratch with a kidbench tokenizer.
     Scratch(&'static ScratchSpec),
-    /// A local HF folder (config.json, tokenizer.json, model.safetensors[.index.json]).
-    Local { spec: &'static HfSpec, dir: PathBuf },
+    /// A local HF folder (config.json, tokenizer.json, model.safetensors[.index.json]): a named
+    /// preset's (`spec`), or any folder of a supported architecture given by its path (`spec`
+    /// `None`; `name` is then the folder's name).
+    Local {
+        spec: Option<&'static HfSpec>,
+        name: String,
+        dir: PathBuf,
+    },
 }
 
 impl Resolved {
-    pub fn name(&self) -> &'static str {
+    /// The preset's name, or a model folder's name.
+    pub fn name(&self) -> &str {
         match self {
             Resolved::Scratch(s) => s.name,
-            Resolved::Local { spec, .. } => spec.name,
+            Resolved::Local { name, .. } => name,
+        }
+    }
+
+    /// Token limits, as [`Preset::max_prompt_tokens`]: every local HF model gets the paper's.
+    pub fn max_prompt_tokens(&self) -> usize {
+        match self {
+            Resolved::Scratch(_) => 384,
+            Resolved::Local { .. } => 1024,
+        }
+    }
+
+    pub fn max_target_tokens(&self) -> usize {
+        128
+    }
+
+    /// The model folder, for local models.
+    pub fn dir(&self) -> Option<&Path> {
+        match self {
+            Resolved::Scratch(_) => None,
+            Resolved::Local { dir, .. } => Some(dir),
         }
     }
 }
@@ -242,9 +269,165 @@ pub fn resolve(name: &str, model_dir: Option<&Path>) -> Result<Resolved, TrainEr
                     missing,
                 });
             }
-            Ok(Resolved::Local { spec: h, dir })
+            Ok(Resolved::Local {
+                spec: Some(h),
+                name: h.name.to_string(),
+                dir,
+            })
         }
     }
+}
+
+/// The flags that name one model: `--teacher` / `--teacher-dir`, `--student` /
+/// `--student-dir`, `--model` / `--model-dir`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelFlags {
+    /// The flag taking a preset name or a folder path, e.g. `--teacher`.
+    pub name: &'static str,
+    /// The flag taking a folder, e.g. `--teacher-dir`.
+    pub dir: &'static str,
+    /// The preset used when neither is given, e.g. `tiny-m`.
+    pub default: &'static str,
+}
+
+/// Whether a model argument is written as a path (`./m`, `/models/m`, `m/`, `~/m`) rather
+/// than a preset name.
+pub fn looks_like_path(value: &str) -> bool {
+    value == "."
+        || value == ".."
+        || value.starts_with('~')
+        || value.contains('/')
+        || value.contains(std::path::MAIN_SEPARATOR)
+}
+
+/// Resolves a model given as a preset name or a folder (`--teacher VALUE`) with an optional
+/// folder flag (`--teacher-dir DIR`):
+///
+/// * neither: the default preset;
+/// * a folder flag alone: that folder ([`resolve_folder`]);
+/// * a value written as a path ([`looks_like_path`]), or that is no preset name but an
+///   existing folder: that folder; giving a folder flag as well is an error;
+/// * a named HF preset: its folder, from the folder flag or `models_root()/<name>`;
+/// * a from-scratch preset with a folder flag: an error naming both flags (the folder would
+///   otherwise be ignored).
+pub fn resolve_model(
+    value: Option<&str>,
+    dir: Option<&Path>,
+    flags: ModelFlags,
+) -> Result<Resolved, TrainError> {
+    let Some(value) = value else {
+        return match dir {
+            Some(d) => resolve_folder(d, flags.dir),
+            None => resolve(flags.default, None),
+        };
+    };
+    let as_folder = looks_like_path(value) || (lookup(value).is_err() && Path::new(value).is_dir());
+    if as_folder {
+        if let Some(d) = dir {
+            return Err(TrainError::Flags(format!(
+                "{} {value} names a model folder and {} {} names another: give the folder once",
+                flags.name,
+                flags.dir,
+                d.display()
+            )));
+        }
+        return resolve_folder(Path::new(value), flags.name);
+    }
+    match lookup(value) {
+        Ok(Preset::Scratch(s)) if dir.is_some() => Err(TrainError::Flags(format!(
+            "{} {} is a from-scratch preset, which has no model folder, but {} {} names one: \
+             to use that folder give {} {} (or {} alone); to train {} from scratch drop {}",
+            flags.name,
+            s.name,
+            flags.dir,
+            dir.expect("checked").display(),
+            flags.name,
+            dir.expect("checked").display(),
+            flags.dir,
+            s.name,
+            flags.dir
+        ))),
+        Err(TrainError::UnknownPreset {
+            name,
+            mut available,
+        }) => {
+            available.push(format!(
+                "or a path to a local Hugging Face model folder ({} ./my-model)",
+                flags.name
+            ));
+            Err(TrainError::UnknownPreset { name, available })
+        }
+        Ok(_) => resolve(value, dir),
+        Err(e) => Err(e),
+    }
+}
+
+/// A named preset whose folder is `dir` by its name: the folder's own name, or where
+/// `models_root()` keeps it.
+fn preset_of_folder(dir: &Path) -> Option<&'static HfSpec> {
+    let base = dir.file_name()?.to_string_lossy().to_ascii_lowercase();
+    HF.iter()
+        .find(|h| h.name == base || h.aliases.contains(&base.as_str()))
+}
+
+/// `model_type` values of the architectures [`kidbench_model`] implements.
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &["qwen2", "llama"];
+
+/// A local HF folder named by its path: it must exist, hold config.json, tokenizer.json and the
+/// weights, and its config.json must be of a supported architecture (`model_type` qwen2 or
+/// llama, or an `architectures` entry Qwen2ForCausalLM / LlamaForCausalLM). Errors name the
+/// flag, the folder, what is missing and, for a folder named like a known preset, the command
+/// that fetches it. Its name is the folder's name (its identity in plans is its files' content,
+/// not its path).
+pub fn resolve_folder(dir: &Path, flag: &str) -> Result<Resolved, TrainError> {
+    let missing = missing_model_files(dir);
+    let known = preset_of_folder(dir);
+    if !missing.is_empty() {
+        return Err(TrainError::MissingFolder {
+            flag: flag.to_string(),
+            dir: dir.to_path_buf(),
+            dir_exists: dir.is_dir(),
+            missing,
+            fetch: known.and_then(|h| h.fetch).map(str::to_string),
+        });
+    }
+    let unsupported = |detail: String| TrainError::UnsupportedModel {
+        flag: flag.to_string(),
+        dir: dir.to_path_buf(),
+        detail,
+    };
+    let cfg_path = dir.join("config.json");
+    let text = std::fs::read_to_string(&cfg_path)
+        .map_err(|e| unsupported(format!("reading config.json: {e}")))?;
+    let cfg: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| unsupported(format!("config.json is not valid JSON: {e}")))?;
+    let model_type = cfg.get("model_type").and_then(|v| v.as_str());
+    let archs: Vec<&str> = cfg
+        .get("architectures")
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+        .unwrap_or_default();
+    let supported = model_type.is_some_and(|t| SUPPORTED_MODEL_TYPES.contains(&t))
+        || archs
+            .iter()
+            .any(|a| matches!(*a, "Qwen2ForCausalLM" | "LlamaForCausalLM"));
+    if !supported {
+        return Err(unsupported(format!(
+            "config.json has model_type {} and architectures [{}]",
+            model_type.map_or("(none)".to_string(), |t| format!("'{t}'")),
+            archs.join(", ")
+        )));
+    }
+    let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let name = canonical
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".to_string());
+    Ok(Resolved::Local {
+        spec: None,
+        name,
+        dir: dir.to_path_buf(),
+    })
 }
 
 /// The Hugging Face `config.json` of a from-scratch preset (Qwen2 architecture).

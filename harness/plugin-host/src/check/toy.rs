@@ -257,6 +257,7 @@ struct Layout {
     other: Tensor,
     pad: Tensor,
     labels: Vec<i64>,
+    ids: Vec<i64>,
     t: usize,
 }
 
@@ -269,10 +270,41 @@ impl Layout {
             other: (&inside - &target).clamp_min(0.0),
             pad: attention.eq(0).to_kind(Kind::Float),
             labels: to_i64(&b.labels),
+            ids: to_i64(&b.input_ids),
             t: b.input_ids.size()[1] as usize,
             attention,
             target,
         }
+    }
+
+    fn shallow(&self) -> Layout {
+        Layout {
+            attention: self.attention.shallow_clone(),
+            target: self.target.shallow_clone(),
+            other: self.other.shallow_clone(),
+            pad: self.pad.shallow_clone(),
+            labels: self.labels.clone(),
+            ids: self.ids.clone(),
+            t: self.t,
+        }
+    }
+
+    /// The row of this layout that forward row (`ids`, `att`) is, right padded or trimmed:
+    /// the same attention mask and the same tokens where it attends.
+    fn find_row(&self, ids: &[i64], att: &[i64]) -> Option<usize> {
+        let mine = to_i64(&self.attention);
+        let rows = mine.len() / self.t.max(1);
+        (0..rows).find(|&j| {
+            let (ra, ri) = (
+                &mine[j * self.t..(j + 1) * self.t],
+                &self.ids[j * self.t..(j + 1) * self.t],
+            );
+            (0..self.t.max(att.len())).all(|p| {
+                let a = att.get(p).copied().unwrap_or(0);
+                let b = ra.get(p).copied().unwrap_or(0);
+                a == b && (a == 0 || ids.get(p) == ri.get(p))
+            })
+        })
     }
 }
 
@@ -342,12 +374,56 @@ impl CheckHost {
         }
     }
 
-    /// The layout a forward's tokens belong to: the handed-out batch with the same attention mask.
-    fn layout_of(&self, mask: &Tensor) -> Option<usize> {
+    /// The layout a forward's tokens belong to: the handed-out batch with the same attention
+    /// mask, or else, row by row, rows of handed-out batches (a method that mixes rows of
+    /// several batches, such as imitkd's per-example mixing, right padded to a common length).
+    fn layout_of(&self, ids: &Tensor, mask: &Tensor) -> Option<Layout> {
         let mask = mask.to_kind(Kind::Int64);
-        (0..self.layouts.len()).rev().find(|&i| {
+        let whole = (0..self.layouts.len()).rev().find(|&i| {
             let a = &self.layouts[i].attention;
             a.size() == mask.size() && a.equal(&mask)
+        });
+        if let Some(i) = whole {
+            return Some(self.layouts[i].shallow());
+        }
+        let size = mask.size();
+        if size.len() != 2 {
+            return None;
+        }
+        let (b, t) = (size[0] as usize, size[1] as usize);
+        let (att, ids) = (to_i64(&mask), to_i64(ids));
+        let mut zones = [vec![0f32; b * t], vec![0f32; b * t], vec![0f32; b * t]];
+        let mut labels = vec![-100i64; b * t];
+        for r in 0..b {
+            let (ra, ri) = (&att[r * t..(r + 1) * t], &ids[r * t..(r + 1) * t]);
+            let (l, j) = self
+                .layouts
+                .iter()
+                .rev()
+                .find_map(|l| l.find_row(ri, ra).map(|j| (l, j)))?;
+            let parts = [to_f64(&l.target), to_f64(&l.other), to_f64(&l.pad)];
+            for p in 0..t {
+                let i = r * t + p;
+                if p < l.t {
+                    for (z, part) in zones.iter_mut().zip(&parts) {
+                        z[i] = part[j * l.t + p] as f32;
+                    }
+                    labels[i] = l.labels[j * l.t + p];
+                } else {
+                    zones[2][i] = 1.0;
+                }
+            }
+        }
+        let shape = [b as i64, t as i64];
+        let [target, other, pad] = zones.map(|z| Tensor::from_slice(&z).view(shape));
+        Some(Layout {
+            attention: mask,
+            target,
+            other,
+            pad,
+            labels,
+            ids,
+            t,
         })
     }
 
@@ -372,14 +448,20 @@ impl CheckHost {
         Tensor::from_slice(&m).view(size)
     }
 
-    fn transform(&self, model: Model, logits: Tensor, layout: Option<usize>, host: bool) -> Tensor {
+    fn transform(
+        &self,
+        model: Model,
+        logits: Tensor,
+        layout: Option<&Layout>,
+        host: bool,
+    ) -> Tensor {
         let perturb = self.cfg.perturb;
         match perturb {
             Perturb::None => return logits,
             Perturb::Extreme => return logits * self.scale[model_id(model)],
             _ => {}
         }
-        let Some(l) = layout.map(|i| &self.layouts[i]) else {
+        let Some(l) = layout else {
             return logits;
         };
         let size = logits.size();
@@ -558,7 +640,7 @@ impl HostServices for CheckHost {
             ids.iter().all(|&i| (0..VOCAB).contains(&i)),
             "token ids must be in [0, {VOCAB})"
         );
-        let layout = self.layout_of(attention_mask);
+        let layout = self.layout_of(input_ids, attention_mask);
         self.events.push(Event::Forward {
             model,
             grad,
@@ -570,9 +652,9 @@ impl HostServices for CheckHost {
         }
         let with_grad = grad && model == Model::Student;
         if with_grad {
-            let exact_rows = match (rows, layout) {
+            let exact_rows = match (rows, layout.as_ref()) {
                 (Some(r), _) => r.shallow_clone(),
-                (None, Some(i)) => self.layouts[i].target.shallow_clone(),
+                (None, Some(l)) => l.target.shallow_clone(),
                 (None, None) => attention_mask.shallow_clone(),
             };
             self.touch(input_ids, &exact_rows);
@@ -582,7 +664,7 @@ impl HostServices for CheckHost {
             Some(r) => on_rows(exact, r),
             None => exact,
         };
-        Ok(self.transform(model, out, layout, false))
+        Ok(self.transform(model, out, layout.as_ref(), false))
     }
 
     fn sample(&mut self, model: Model, spec: &SampleSpec) -> anyhow::Result<SampledBatch> {
@@ -614,14 +696,14 @@ pub(crate) fn run_step(method: &PluginMethod, cfg: &StepCfg) -> Result<StepOut, 
             host.logits(Model::Student, &batch.input_ids, true),
             &batch.loss_mask,
         );
-        host.transform(Model::Student, l, Some(li), true)
+        host.transform(Model::Student, l, Some(&host.layouts[li]), true)
     });
     let teacher = (req.teacher_logits || cfg.provide_all).then(|| {
         let l = on_rows(
             host.logits(Model::Teacher, &batch.input_ids, false),
             &batch.loss_mask,
         );
-        host.transform(Model::Teacher, l, Some(li), true)
+        host.transform(Model::Teacher, l, Some(&host.layouts[li]), true)
     });
     let input = LossInput {
         batch: batch.view(),
