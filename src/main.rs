@@ -7,6 +7,7 @@ mod plugin_check;
 mod plugin_new;
 mod plugins_cmd;
 mod report_cmd;
+mod score_cmd;
 mod synth_cmd;
 
 use clap::{Parser, Subcommand};
@@ -41,6 +42,9 @@ enum Command {
     /// Compare two run or sweep folders; exits non-zero on a significant accuracy drop or a
     /// latency growth (the regression gate).
     Compare(report_cmd::CompareArgs),
+    /// Score a pretrained model (a preset with a folder, or any HF folder) on a benchmark's dev
+    /// split without training: zero- or few-shot prompts, its chat template, EX and TS.
+    Score(score_cmd::ScoreArgs),
     /// Fine-tune a teacher with SFT and cache it (keyed by model, data and config).
     Teacher(kidbench_run::TeacherArgs),
     /// List the KD method plugins found, with their parameters and any load failures.
@@ -119,6 +123,7 @@ fn run(cli: &Cli, cuda_loaded: bool) -> anyhow::Result<()> {
             println!("teacher {} ({how})", t.dir.display());
             Ok(())
         }
+        Command::Score(a) => score_cmd::run(a),
         Command::Eval(a) => eval_cmd::run(a),
         Command::Synth(a) => synth_cmd::run(a),
         Command::Benchmarks(a) => synth_cmd::list(a),
