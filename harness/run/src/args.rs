@@ -99,6 +99,12 @@ pub struct CommonArgs {
     /// auto | cpu | cuda.
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Precision of every model of the run: fp32 | bf16 (default fp32 on CPU, bf16 on CUDA).
+    /// KD losses are computed in fp32 either way; bf16 parameters train through fp32 master
+    /// weights (docs/TRAINING.md).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dtype: Option<String>,
     /// Vocabulary size of the BPE tokenizer trained for from-scratch presets.
     #[arg(long, default_value_t = 2048)]
     pub vocab_size: usize,
@@ -161,6 +167,18 @@ pub struct RunArgs {
     /// The student's folder, like --teacher-dir.
     #[arg(long)]
     pub student_dir: Option<PathBuf>,
+    /// Make the student from its pretrained checkpoint by keeping some of its layers:
+    /// `every:K` (layers 0, K, 2K, ... and the last) or a list `0,3,6,29`. Written once as a
+    /// new HF folder under $KIDBENCH_HOME/student-subsets/.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub student_layers: Option<String>,
+    /// Fine-tune the teacher with LoRA instead of all its weights: `R` (rank R, alpha 2R, every
+    /// linear layer) or `r=R,alpha=A,targets=q_proj+v_proj`. The adapters are merged into the
+    /// cached teacher.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub teacher_lora: Option<String>,
     /// Student training steps (default: the preset's).
     #[arg(long)]
     pub steps: Option<usize>,
@@ -246,6 +264,7 @@ impl Default for CommonArgs {
             micro_batch_size: None,
             seed: 42,
             device: "auto".into(),
+            dtype: None,
             vocab_size: 2048,
             max_train: None,
             quiet: false,
@@ -263,6 +282,8 @@ impl Default for RunArgs {
             student: None,
             teacher_dir: None,
             student_dir: None,
+            student_layers: None,
+            teacher_lora: None,
             steps: None,
             teacher_steps: None,
             teacher_lr: None,

@@ -306,7 +306,7 @@ fn load_cached(dir: &Path, ctx: &Context, role: Role) -> anyhow::Result<SftModel
         &std::fs::read_to_string(&done).with_context(|| format!("reading {}", done.display()))?,
     )
     .with_context(|| format!("parsing {}", done.display()))?;
-    let lm = lm::load_dir(&dir.join("model"), ctx.device)?;
+    let lm = lm::load_dir_as(&dir.join("model"), ctx.device, ctx.kind())?;
     eprintln!(
         "kidbench: reusing the cached {} {}",
         role.words(),
@@ -339,7 +339,19 @@ fn build_sft_model(
     )
     .with_context(|| format!("writing {}", dir.join("key.json").display()))?;
     let data = encode_train(ctx, tok, plan.max_prompt_tokens, plan.max_target_tokens)?;
-    let lm = lm::initial_model(resolved, tok, ctx.device, plan.train.seed)?;
+    let mut lm = lm::initial_model_as(resolved, tok, ctx.device, ctx.kind(), plan.train.seed)?;
+    // --teacher-lora: only the adapters train (fp32, in their own store), seeded like the rest
+    let lora_vs = match &plan.lora {
+        None => None,
+        Some(l) => {
+            tch::manual_seed(plan.train.seed as i64);
+            let vs = tch::nn::VarStore::new(ctx.device);
+            kidbench_model::attach_lora(&mut lm.model, &vs.root(), &l.config()).with_context(
+                || format!("--teacher-lora: attaching adapters to {}", resolved.name()),
+            )?;
+            Some(vs)
+        }
+    };
     let opts = TrainOptions {
         checkpoint_dir: Some(dir.join("checkpoints")),
         resume: true, // a killed teacher training continues where it stopped
@@ -350,7 +362,7 @@ fn build_sft_model(
     };
     let sft = kidbench_train::method::builtin_sft()?;
     let report = trainer::train(
-        &lm.vs,
+        lora_vs.as_ref().unwrap_or(&lm.vs),
         &lm.model,
         None,
         &sft,
@@ -360,12 +372,30 @@ fn build_sft_model(
         &opts,
     )
     .with_context(|| format!("training the {} {}", role.words(), resolved.name()))?;
-    lm::save(&dir.join("model"), &lm)?;
+    let lm = match (&plan.lora, lora_vs) {
+        (Some(l), Some(_vs)) => {
+            // the adapters as PEFT writes them, then folded into the weights of the cached model
+            kidbench_model::save_adapter(dir.join("adapter"), &lm.model, &l.config())
+                .context("saving the teacher's LoRA adapter")?;
+            kidbench_model::merge_lora(&mut lm.model).context("merging the LoRA adapter")?;
+            lm::save(&dir.join("model"), &lm)?;
+            // reloaded as every later run loads it (trainable again, adapters gone)
+            lm::load_dir_as(&dir.join("model"), ctx.device, ctx.kind())?
+        }
+        _ => {
+            lm::save(&dir.join("model"), &lm)?;
+            lm
+        }
+    };
     let report = serde_json::to_value(&report)?;
     write_atomic(&done, serde_json::to_string_pretty(&report)?.as_bytes())
         .with_context(|| format!("writing {}", done.display()))?;
     let _ = std::fs::remove_dir_all(dir.join("checkpoints"));
-    write_manifest(&dir, &["model", "teacher.json", "key.json"])?;
+    let mut parts = vec!["model", "teacher.json", "key.json"];
+    if plan.lora.is_some() {
+        parts.push("adapter");
+    }
+    write_manifest(&dir, &parts)?;
     Ok(SftModel {
         lm,
         dir,

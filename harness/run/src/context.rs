@@ -31,6 +31,8 @@ pub struct Context {
     pub teacher: Resolved,
     pub student: Resolved,
     pub device: Device,
+    /// `--dtype` (default: the device's, [`kidbench_model::Dtype::default_for`]).
+    pub dtype: kidbench_model::Dtype,
     /// `train/<db>` and `dev/<db>` → SHA-256 (written beside every run's results).
     pub database_checksums: BTreeMap<String, String>,
     /// The benchmark by content (part of the plan).
@@ -125,6 +127,7 @@ impl Context {
         max_dev: Option<usize>,
     ) -> anyhow::Result<Context> {
         let device = kidbench_train::lm::parse_device(&common.device)?;
+        let dtype = kidbench_train::lm::parse_dtype(common.dtype.as_deref(), device)?;
         let bench = bench::open(
             &common.benchmark,
             &common.data_dir,
@@ -176,6 +179,7 @@ impl Context {
             teacher,
             student,
             device,
+            dtype,
             database_checksums: checksums,
             data_plan,
         })
@@ -189,8 +193,16 @@ impl Context {
     /// [`Context::for_run`] with the teacher named by other flags (`kidbench teacher`'s
     /// `--model` / `--model-dir`), for its error messages.
     pub fn for_run_flags(args: &RunArgs, teacher_flags: ModelFlags) -> anyhow::Result<Context> {
-        let (teacher, student) = resolve_models(args, teacher_flags)?;
+        let (teacher, mut student) = resolve_models(args, teacher_flags)?;
+        if let Some(layers) = &args.student_layers {
+            student = kidbench_train::subset::apply(student, layers)?;
+        }
         Context::open(&args.common, teacher, student, args.max_dev)
+    }
+
+    /// The parameter kind of every model of the run (`--dtype`).
+    pub fn kind(&self) -> tch::Kind {
+        self.dtype.kind()
     }
 
     /// The text a model learns to emit for a gold query.

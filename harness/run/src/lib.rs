@@ -112,7 +112,14 @@ impl Prepared {
         let student = match &init {
             Some((m, _)) => param_count(&m.lm.vs),
             None => param_count(
-                &kidbench_train::lm::initial_model(&ctx.student, &tok, ctx.device, plan.seed)?.vs,
+                &kidbench_train::lm::initial_model_as(
+                    &ctx.student,
+                    &tok,
+                    ctx.device,
+                    ctx.kind(),
+                    plan.seed,
+                )?
+                .vs,
             ),
         };
         let params = ParamCounts {

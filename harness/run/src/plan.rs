@@ -110,8 +110,103 @@ pub struct SftModelPlan {
     pub max_prompt_tokens: usize,
     pub max_target_tokens: usize,
     pub train: TrainConfig,
+    /// `--teacher-lora`: only LoRA adapters train (then merged into the cached model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraPlan>,
     /// Cache key: a hash of the fields above with the train data and the tokenizer.
     pub key: String,
+}
+
+/// LoRA fine-tuning of a cached SFT model (`--teacher-lora`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoraPlan {
+    pub r: i64,
+    pub alpha: f64,
+    /// Linear modules with adapters (`q_proj`, ..., `down_proj`), in canonical order.
+    pub targets: Vec<String>,
+}
+
+/// Peak learning rate of a LoRA teacher when `--teacher-lr` is not given.
+pub const LORA_DEFAULT_LR: f64 = 2e-4;
+
+impl LoraPlan {
+    /// `R`, or `r=R[,alpha=A][,targets=q_proj+v_proj]` (alpha defaults to 2R, targets to every
+    /// linear layer); errors name `--teacher-lora`.
+    pub fn parse(spec: &str) -> anyhow::Result<LoraPlan> {
+        let all = kidbench_model::lora::ALL_TARGETS;
+        let bad = |m: String| anyhow::anyhow!("--teacher-lora {spec}: {m}");
+        let rank = |v: &str| -> anyhow::Result<i64> {
+            match v.trim().parse::<i64>() {
+                Ok(r) if r > 0 => Ok(r),
+                _ => Err(bad(format!(
+                    "the rank must be a positive integer, got '{}'",
+                    v.trim()
+                ))),
+            }
+        };
+        let (mut r, mut alpha, mut targets) = (None, None, None);
+        if !spec.contains('=') {
+            r = Some(rank(spec)?);
+        } else {
+            for part in spec.split(',') {
+                let (k, v) = part.split_once('=').ok_or_else(|| {
+                    bad(format!(
+                        "'{part}' is not key=value (keys r, alpha, targets)"
+                    ))
+                })?;
+                match k.trim() {
+                    "r" | "rank" => r = Some(rank(v)?),
+                    "alpha" => {
+                        let a: f64 = v
+                            .trim()
+                            .parse()
+                            .map_err(|_| bad(format!("alpha '{v}' is not a number")))?;
+                        if !(a > 0.0 && a.is_finite()) {
+                            return Err(bad(format!("alpha must be positive, got {a}")));
+                        }
+                        alpha = Some(a);
+                    }
+                    "targets" => {
+                        let mut t: Vec<String> = Vec::new();
+                        for m in v.split('+').map(str::trim) {
+                            if !all.contains(&m) {
+                                return Err(bad(format!(
+                                    "unknown target module '{m}'; known: {}",
+                                    all.join(", ")
+                                )));
+                            }
+                            t.push(m.to_string());
+                        }
+                        targets = Some(t);
+                    }
+                    other => {
+                        return Err(bad(format!(
+                            "unknown key '{other}'; keys: r, alpha, targets"
+                        )))
+                    }
+                }
+            }
+        }
+        let r = r.ok_or_else(|| bad("give the rank: R or r=R".into()))?;
+        let targets = targets.unwrap_or_else(|| all.iter().map(|t| t.to_string()).collect());
+        // canonical: the order of ALL_TARGETS, each once
+        let targets = all
+            .iter()
+            .filter(|a| targets.iter().any(|t| t == *a))
+            .map(|a| a.to_string())
+            .collect();
+        Ok(LoraPlan {
+            r,
+            alpha: alpha.unwrap_or(2.0 * r as f64),
+            targets,
+        })
+    }
+
+    /// The adapter configuration.
+    pub fn config(&self) -> kidbench_model::LoraConfig {
+        let t: Vec<&str> = self.targets.iter().map(String::as_str).collect();
+        kidbench_model::LoraConfig::new(self.r, self.alpha, &t)
+    }
 }
 
 /// Where every student starts.
@@ -200,6 +295,10 @@ pub struct RunPlan {
     pub teacher_seed: u64,
     /// `cpu` or `cuda`.
     pub device: String,
+    /// `--dtype` when it is not the device's default (fp32 on CPU, bf16 on CUDA), which the
+    /// device implies; absent otherwise, so the plans of default runs keep their hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dtype: Option<String>,
     pub eval: EvalPlan,
 }
 
@@ -223,30 +322,36 @@ impl RunPlan {
 
     /// The key of the teacher's dev scores: the teacher, the dev data and how it is scored.
     pub fn teacher_score_key(&self) -> String {
-        hash_of(&serde_json::json!({
-            "format": PLAN_FORMAT,
-            "versions": self.versions,
-            "teacher": self.teacher.key,
-            "dev": self.data.dev,
-            "prompt": [self.data.prompt_sample_values, &self.data.prompt_style],
-            "eval": self.eval,
-            "device": self.device,
-        }))
+        hash_of(&with_dtype(
+            serde_json::json!({
+                "format": PLAN_FORMAT,
+                "versions": self.versions,
+                "teacher": self.teacher.key,
+                "dev": self.data.dev,
+                "prompt": [self.data.prompt_sample_values, &self.data.prompt_style],
+                "eval": self.eval,
+                "device": self.device,
+            }),
+            self.dtype.as_deref(),
+        ))
     }
 
     /// The key of the student init's dev scores (with `--student-warmup`).
     pub fn init_score_key(&self) -> Option<String> {
         match &self.student.init {
             StudentInit::Preset => None,
-            StudentInit::Warmup { model, .. } => Some(hash_of(&serde_json::json!({
-                "format": PLAN_FORMAT,
-                "versions": self.versions,
-                "init": model.key,
-                "dev": self.data.dev,
-                "prompt": [self.data.prompt_sample_values, &self.data.prompt_style],
-                "eval": self.eval,
-                "device": self.device,
-            }))),
+            StudentInit::Warmup { model, .. } => Some(hash_of(&with_dtype(
+                serde_json::json!({
+                    "format": PLAN_FORMAT,
+                    "versions": self.versions,
+                    "init": model.key,
+                    "dev": self.data.dev,
+                    "prompt": [self.data.prompt_sample_values, &self.data.prompt_style],
+                    "eval": self.eval,
+                    "device": self.device,
+                }),
+                self.dtype.as_deref(),
+            ))),
         }
     }
 
@@ -265,6 +370,15 @@ impl RunPlan {
 }
 
 pub use kidbench_train::method::file_safe;
+
+/// `key` with `"dtype"` added when the run's dtype is not the device's default (a default run's
+/// keys stay what they were before `--dtype` existed).
+fn with_dtype(mut key: serde_json::Value, dtype: Option<&str>) -> serde_json::Value {
+    if let (Some(d), Some(obj)) = (dtype, key.as_object_mut()) {
+        obj.insert("dtype".into(), d.into());
+    }
+    key
+}
 
 /// Files of a local model folder by content: name → SHA-256, or `size:<bytes>` for files over
 /// 2 GiB (hashing those would cost more than the run's start-up; their size and name stand in).
@@ -471,29 +585,39 @@ fn sft_model_plan(
     resolved: &Resolved,
     train: TrainConfig,
     device: &str,
+    dtype: Option<&str>,
+    lora: Option<LoraPlan>,
 ) -> anyhow::Result<SftModelPlan> {
     let source = model_source(resolved)?;
-    let key = hash_of(&serde_json::json!({
-        "format": PLAN_FORMAT,
-        "preset": resolved.name(),
-        "source": source,
-        // The train split by content, not the benchmark's name: synth-syn trains on synth's
-        // train split, so it distils synth's teacher.
-        "train_data": ctx.data_plan.train,
-        "prompt": [ctx.data_plan.prompt_sample_values, &ctx.data_plan.prompt_style],
-        "tokenizer": tokenizer,
-        "train": train,
-        "max_prompt": resolved.max_prompt_tokens(),
-        "max_target": resolved.max_target_tokens(),
-        "device": device,
-        "libtorch": env!("KIDBENCH_LIBTORCH"),
-    }));
+    let mut key = with_dtype(
+        serde_json::json!({
+            "format": PLAN_FORMAT,
+            "preset": resolved.name(),
+            "source": source,
+            // The train split by content, not the benchmark's name: synth-syn trains on synth's
+            // train split, so it distils synth's teacher.
+            "train_data": ctx.data_plan.train,
+            "prompt": [ctx.data_plan.prompt_sample_values, &ctx.data_plan.prompt_style],
+            "tokenizer": tokenizer,
+            "train": train,
+            "max_prompt": resolved.max_prompt_tokens(),
+            "max_target": resolved.max_target_tokens(),
+            "device": device,
+            "libtorch": env!("KIDBENCH_LIBTORCH"),
+        }),
+        dtype,
+    );
+    if let (Some(l), Some(obj)) = (&lora, key.as_object_mut()) {
+        obj.insert("lora".into(), serde_json::to_value(l)?);
+    }
+    let key = hash_of(&key);
     Ok(SftModelPlan {
         preset: resolved.name().to_string(),
         source,
         max_prompt_tokens: resolved.max_prompt_tokens(),
         max_target_tokens: resolved.max_target_tokens(),
         train,
+        lora,
         key,
     })
 }
@@ -597,7 +721,26 @@ impl RunPlan {
             args.teacher_micro_batch_size,
             args.teacher_seed,
         );
-        let teacher = sft_model_plan(ctx, &tokenizer, &ctx.teacher, teacher_train, &device)?;
+        let lora = args
+            .teacher_lora
+            .as_deref()
+            .map(LoraPlan::parse)
+            .transpose()?;
+        let mut teacher_train = teacher_train;
+        if lora.is_some() && args.teacher_lr.is_none() {
+            teacher_train.lr = LORA_DEFAULT_LR;
+        }
+        let dtype = (ctx.dtype != kidbench_model::Dtype::default_for(ctx.device))
+            .then(|| ctx.dtype.to_string());
+        let teacher = sft_model_plan(
+            ctx,
+            &tokenizer,
+            &ctx.teacher,
+            teacher_train,
+            &device,
+            dtype.as_deref(),
+            lora,
+        )?;
         let (steps, time_budget) = student_budget(args)?;
         let mut student_train = train_config(
             &ctx.student,
@@ -632,7 +775,15 @@ impl RunPlan {
                 );
                 StudentInit::Warmup {
                     steps,
-                    model: Box::new(sft_model_plan(ctx, &tokenizer, &ctx.student, cfg, &device)?),
+                    model: Box::new(sft_model_plan(
+                        ctx,
+                        &tokenizer,
+                        &ctx.student,
+                        cfg,
+                        &device,
+                        dtype.as_deref(),
+                        None,
+                    )?),
                 }
             }
         };
@@ -659,6 +810,7 @@ impl RunPlan {
             seed: c.seed,
             teacher_seed: args.teacher_seed,
             device,
+            dtype,
             eval: EvalPlan {
                 compare_mode: ctx.compare_mode.as_str().to_string(),
                 gen_batch_size: args.gen_batch_size,

@@ -120,8 +120,8 @@ fn train_one(
 ) -> anyhow::Result<(Scored, TrainReport, Vec<CurvePoint>)> {
     let ctx = shared.ctx;
     let student = match shared.init {
-        Some(init) => lm::load_dir(&init.dir.join("model"), ctx.device)?,
-        None => lm::initial_model(&ctx.student, shared.tok, ctx.device, plan.seed)?,
+        Some(init) => lm::load_dir_as(&init.dir.join("model"), ctx.device, ctx.kind())?,
+        None => lm::initial_model_as(&ctx.student, shared.tok, ctx.device, ctx.kind(), plan.seed)?,
     };
     // A mask id the model has no embedding row for (added to a HF tokenizer) is no mask token
     // at all: kid then says so instead of indexing out of range.

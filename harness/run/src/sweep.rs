@@ -524,12 +524,14 @@ fn context_key(a: &RunArgs) -> String {
             &a.common.data_dir,
             &a.common.databases_dir,
             &a.common.device,
+            &a.common.dtype,
             a.common.max_train,
             a.max_dev,
             &a.teacher,
             &a.teacher_dir,
             &a.student,
             &a.student_dir,
+            &a.student_layers,
         )
     )
 }

@@ -19,6 +19,7 @@ pub mod optim;
 pub mod parts;
 pub mod presets;
 pub mod progress;
+pub mod subset;
 pub mod trainer;
 
 pub use error::TrainError;
