@@ -300,6 +300,7 @@ impl Linear {
 struct RmsNorm {
     weight: Tensor,
     eps: f64,
+    dim: i64,
 }
 
 impl RmsNorm {
@@ -307,11 +308,17 @@ impl RmsNorm {
         Ok(RmsNorm {
             weight: p.f_ones("weight", &[dim])?,
             eps,
+            dim,
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let kind = x.kind();
+        if kind == Kind::Float && self.weight.kind() == Kind::Float {
+            // fp32: libtorch's one fused op computes HF's formula (`x * rsqrt(mean(x^2) + eps) *
+            // weight`) in one pass instead of six ops; other kinds keep HF's cast order below.
+            return Ok(x.f_rms_norm([self.dim], Some(&self.weight), self.eps)?);
+        }
         let xf = x.f_to_kind(Kind::Float)?;
         let var = xf
             .f_pow_tensor_scalar(2)?
@@ -321,15 +328,33 @@ impl RmsNorm {
     }
 }
 
-fn rotate_half(x: &Tensor) -> Result<Tensor> {
-    let half = x.size().last().copied().unwrap_or(0) / 2;
-    let x1 = x.f_narrow(-1, 0, half)?;
-    let x2 = x.f_narrow(-1, half, half)?;
-    Ok(Tensor::f_cat(&[x2.f_neg()?, x1], -1)?)
+/// HF's `x * cos + rotate_half(x) * sin` with `rotate_half(x) = cat(-x2, x1)`, written as
+/// `x * cos + roll(x, d/2) * sin_signed` where `sin_signed = cat(-sin1, sin2)` (the two halves of
+/// HF's `sin` are equal): the same products bit for bit (`-a * b == a * -b`), four ops not seven.
+fn apply_rope(x: &Tensor, cos: &Tensor, sin_signed: &Tensor, half: i64) -> Result<Tensor> {
+    Ok(x.f_mul(cos)?
+        .f_add(&x.f_roll([half], [-1])?.f_mul(sin_signed)?)?)
 }
 
-fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-    Ok(x.f_mul(cos)?.f_add(&rotate_half(x)?.f_mul(sin)?)?)
+/// `cos` and `sin_signed` (see [`apply_rope`]) `[..., head_dim]` in `kind` for fp32 angles
+/// `freqs` `[..., head_dim / 2]` (HF: `emb = cat(freqs, freqs)`, `cos(emb)`, `sin(emb)`).
+fn rope_tables(freqs: &Tensor, kind: Kind) -> Result<(Tensor, Tensor)> {
+    let c = freqs.f_cos()?;
+    let s = freqs.f_sin()?;
+    Ok((
+        Tensor::f_cat(&[&c, &c], -1)?.f_to_kind(kind)?,
+        Tensor::f_cat(&[&s.f_neg()?, &s], -1)?.f_to_kind(kind)?,
+    ))
+}
+
+/// Weights of one layer concatenated for the cached (generation) path: one `[q; k; v]`
+/// projection and one `[gate; up]` projection instead of five. Built from the model's current
+/// weights when a generation starts (they live in its [`KvCache`]), only for projections without
+/// a LoRA adapter; detached (the cached path is inference only).
+#[derive(Debug)]
+struct Fused {
+    qkv: Option<(Tensor, Option<Tensor>)>,
+    gate_up: Option<Tensor>,
 }
 
 /// One layer's slice of a [`KvCache`]: preallocated `[B, kv_heads, capacity, head_dim]` buffers.
@@ -343,15 +368,23 @@ struct LayerCache {
 ///
 /// Ownership: a cache belongs to ONE generation call (one batch); the model itself is
 /// immutable (`&self`) and can be shared by several callers, each with its own cache. The cache
-/// stores, per layer, preallocated key/value buffers plus the attention mask of every cached
-/// position, so left padding in the prompt stays masked for all later steps. It is meant for
-/// inference under `tch::no_grad` (it writes into its buffers in place). `clear()` empties it
-/// for reuse with a new batch (buffers are kept when the batch shape matches).
+/// stores, per layer, preallocated key/value buffers plus which cached positions are real
+/// tokens, so left padding in the prompt stays masked for all later steps; the count of real
+/// tokens per row (the next position id); rotary tables for its capacity; and the layers'
+/// fused projections (built from the weights at its first forward). It is meant for inference
+/// under `tch::no_grad`: it writes into its buffers in place, and its forwards carry no
+/// gradient. `clear()` empties it for reuse with a new batch (buffers are kept when the batch
+/// shape matches; the fused weights are rebuilt, so weights changed in between are seen).
 #[derive(Debug)]
 pub struct KvCache {
     layers: Vec<Option<LayerCache>>,
-    /// `[B, len]` int64 mask (1 real, 0 pad) of the cached positions.
-    mask: Option<Tensor>,
+    /// `[B, capacity]` bool: cached position is a real token (not padding).
+    key_ok: Option<Tensor>,
+    /// `[B, 1]` int64: real tokens cached per row.
+    count: Option<Tensor>,
+    /// `cos`, `sin_signed` `[capacity, head_dim]` for position ids `0..capacity`.
+    rope: Option<(Tensor, Tensor)>,
+    fused: Vec<Fused>,
     len: i64,
     capacity: i64,
 }
@@ -362,7 +395,10 @@ impl KvCache {
     pub fn new(num_layers: usize, capacity: i64) -> Self {
         KvCache {
             layers: (0..num_layers).map(|_| None).collect(),
-            mask: None,
+            key_ok: None,
+            count: None,
+            rope: None,
+            fused: Vec::new(),
             len: 0,
             capacity: capacity.max(1),
         }
@@ -377,10 +413,87 @@ impl KvCache {
         self.len == 0
     }
 
-    /// Forgets every cached position.
+    /// Forgets every cached position (and the fused weights).
     pub fn clear(&mut self) {
         self.len = 0;
-        self.mask = None;
+        self.count = None;
+        self.fused.clear();
+    }
+
+    /// Records the new tokens' mask `[B, T]` int64 at positions `len..len+T`; returns their
+    /// position ids `[B, T]` (`cumsum(mask) - 1` over the whole sequence, clamped at 0) and the
+    /// key mask `[B, len+T]` bool of every position.
+    fn record_mask(&mut self, new_mask: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (b, t) = new_mask.size2()?;
+        let (past, need) = (self.len, self.len + t);
+        let fits = match &self.key_ok {
+            Some(k) => {
+                let (kb, kcap) = k.size2()?;
+                kb == b && kcap >= need && k.device() == new_mask.device()
+            }
+            None => false,
+        };
+        if !fits {
+            let old = self.key_ok.take();
+            let cap = need.max(self.capacity).max(match &old {
+                Some(k) => 2 * k.size()[1],
+                None => 0,
+            });
+            let buf = Tensor::f_zeros([b, cap], (Kind::Bool, new_mask.device()))?;
+            if let (Some(o), true) = (&old, past > 0) {
+                buf.f_narrow(1, 0, past)?
+                    .f_copy_(&o.f_narrow(1, 0, past)?)?;
+            }
+            self.key_ok = Some(buf);
+        }
+        let key_ok = self
+            .key_ok
+            .as_ref()
+            .ok_or_else(|| ModelError::BadInput("KvCache key mask missing".into()))?;
+        key_ok.f_narrow(1, past, t)?.f_copy_(&new_mask.f_ne(0)?)?;
+        let cums = new_mask.f_cumsum(1, Kind::Int64)?;
+        let (pos, count) = match (&self.count, past) {
+            (Some(c), p) if p > 0 => (cums.f_add(c)?, c.f_add(&cums.f_narrow(1, t - 1, 1)?)?),
+            _ => (cums.shallow_clone(), cums.f_narrow(1, t - 1, 1)?),
+        };
+        self.count = Some(count);
+        Ok((
+            pos.f_sub_scalar(1)?.f_clamp_min(0)?,
+            key_ok.f_narrow(1, 0, need)?,
+        ))
+    }
+
+    /// `cos`, `sin_signed` `[B, 1, T, head_dim]` at position ids `pos` `[B, T]` (all below
+    /// `need`), looked up in tables computed by the uncached path's formula.
+    fn rope_at(
+        &mut self,
+        pos: &Tensor,
+        inv_freq: &Tensor,
+        kind: Kind,
+        need: i64,
+    ) -> Result<(Tensor, Tensor)> {
+        let need = self.capacity.max(need);
+        let stale = match &self.rope {
+            Some((c, _)) => c.size()[0] < need || c.kind() != kind || c.device() != pos.device(),
+            None => true,
+        };
+        if stale {
+            let cap = match &self.rope {
+                Some((c, _)) => need.max(2 * c.size()[0]),
+                None => need,
+            };
+            let ids = Tensor::f_arange(cap, (Kind::Float, pos.device()))?;
+            let freqs = ids.f_unsqueeze(-1)?.f_mul(&inv_freq.f_view([1, -1])?)?;
+            self.rope = Some(rope_tables(&freqs, kind)?);
+        }
+        let (c, s) = self
+            .rope
+            .as_ref()
+            .ok_or_else(|| ModelError::BadInput("KvCache rotary tables missing".into()))?;
+        let at = |table: &Tensor| -> Result<Tensor> {
+            Ok(Tensor::f_embedding(table, pos, -1, false, false)?.f_unsqueeze(1)?)
+        };
+        Ok((at(c)?, at(s)?))
     }
 
     /// Writes `k, v` `[B, kv, T, hd]` at positions `past..past+T` and returns views over
@@ -451,10 +564,14 @@ struct Attention {
 /// Position information shared by every layer of one forward call.
 struct Ctx<'a> {
     cos: &'a Tensor,
+    /// `sin` with its first half negated (see [`apply_rope`]).
     sin: &'a Tensor,
-    /// Boolean `[B, 1, T, S]`: true where a query may attend a key.
-    mask: &'a Tensor,
+    /// Boolean `[B, 1, T, S]`: true where a query may attend a key; None: plain causal
+    /// attention (no padding before any real token).
+    mask: Option<&'a Tensor>,
     past: i64,
+    /// `head_dim / 2`, the rotary shift.
+    half: i64,
 }
 
 impl Attention {
@@ -491,41 +608,84 @@ impl Attention {
             .f_reshape([b, kv * rep, s, d])?)
     }
 
+    /// `[q; k; v]` weights (and biases) for the cached path, when none has an adapter.
+    fn fuse(&self) -> Result<Option<(Tensor, Option<Tensor>)>> {
+        let lin = [&self.q_proj, &self.k_proj, &self.v_proj];
+        if lin.iter().any(|l| l.lora.is_some()) {
+            return Ok(None);
+        }
+        let w = Tensor::f_cat(&lin.map(|l| &l.weight), 0)?.f_detach()?;
+        let b = match lin.map(|l| l.bias.as_ref()) {
+            [Some(q), Some(k), Some(v)] => Some(Tensor::f_cat(&[q, k, v], 0)?.f_detach()?),
+            _ => None,
+        };
+        Ok(Some((w, b)))
+    }
+
     fn forward(
         &self,
         x: &Tensor,
         ctx: &Ctx,
         cache: Option<(&mut KvCache, usize)>,
+        fused: Option<&(Tensor, Option<Tensor>)>,
     ) -> Result<Tensor> {
         let (b, t, _) = x.size3()?;
-        let shape = |y: Tensor, heads: i64| -> Result<Tensor> {
-            Ok(y.f_view([b, t, heads, self.head_dim])?.f_transpose(1, 2)?)
+        let (h, kv, hd) = (self.n_heads, self.n_kv, self.head_dim);
+        let (q, k, v) = match fused {
+            Some((w, bias)) => {
+                // one projection; rotary embeddings on q and k at once ([B, H + KV, T, hd])
+                let y = x
+                    .f_linear(w, bias.as_ref())?
+                    .f_view([b, t, h + 2 * kv, hd])?
+                    .f_transpose(1, 2)?;
+                let qk = apply_rope(&y.f_narrow(1, 0, h + kv)?, ctx.cos, ctx.sin, ctx.half)?;
+                (
+                    qk.f_narrow(1, 0, h)?,
+                    qk.f_narrow(1, h, kv)?,
+                    y.f_narrow(1, h + kv, kv)?,
+                )
+            }
+            None => {
+                let shape = |y: Tensor, heads: i64| -> Result<Tensor> {
+                    Ok(y.f_view([b, t, heads, hd])?.f_transpose(1, 2)?)
+                };
+                let q = shape(self.q_proj.forward(x)?, h)?;
+                let k = shape(self.k_proj.forward(x)?, kv)?;
+                let v = shape(self.v_proj.forward(x)?, kv)?;
+                (
+                    apply_rope(&q, ctx.cos, ctx.sin, ctx.half)?,
+                    apply_rope(&k, ctx.cos, ctx.sin, ctx.half)?,
+                    v,
+                )
+            }
         };
-        let q = shape(self.q_proj.forward(x)?, self.n_heads)?;
-        let k = shape(self.k_proj.forward(x)?, self.n_kv)?;
-        let v = shape(self.v_proj.forward(x)?, self.n_kv)?;
-        let q = apply_rope(&q, ctx.cos, ctx.sin)?;
-        let k = apply_rope(&k, ctx.cos, ctx.sin)?;
         let (k, v) = match cache {
             Some((c, layer)) => c.append(layer, ctx.past, &k, &v)?,
             None => (k, v),
         };
-        let k = self.repeat_kv(k)?;
-        let v = self.repeat_kv(v)?;
-        let y = Tensor::f_scaled_dot_product_attention(
-            &q,
-            &k,
-            &v,
-            Some(ctx.mask),
-            0.0,
-            false,
-            None,
-            false,
-        )?;
-        let y =
-            y.f_transpose(1, 2)?
-                .f_contiguous()?
-                .f_view([b, t, self.n_heads * self.head_dim])?;
+        let rep = h / kv;
+        let y = if t == 1 && rep > 1 {
+            // Decoding with GQA: the `rep` query heads that share a kv head (HF's repeat_kv
+            // order) are `rep` queries of that head, all with the same mask row: the same
+            // attention without copying the cached keys and values `rep` times.
+            let qg = q.f_reshape([b, kv, rep, hd])?;
+            Tensor::f_scaled_dot_product_attention(&qg, &k, &v, ctx.mask, 0.0, false, None, false)?
+                .f_reshape([b, h, 1, hd])?
+        } else {
+            let k = self.repeat_kv(k)?;
+            let v = self.repeat_kv(v)?;
+            Tensor::f_scaled_dot_product_attention(
+                &q,
+                &k,
+                &v,
+                ctx.mask,
+                0.0,
+                ctx.mask.is_none(),
+                None,
+                false,
+            )?
+        };
+        let y = y.f_transpose(1, 2)?.f_reshape([b, t, h * hd])?;
         self.o_proj.forward(&y)
     }
 }
@@ -550,9 +710,26 @@ impl Mlp {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let g = self.gate_proj.forward(x)?.f_silu()?;
-        self.down_proj.forward(&g.f_mul(&self.up_proj.forward(x)?)?)
+    /// `[gate; up]` weights for the cached path, when neither has an adapter.
+    fn fuse(&self) -> Result<Option<Tensor>> {
+        if self.gate_proj.lora.is_some() || self.up_proj.lora.is_some() {
+            return Ok(None);
+        }
+        Ok(Some(
+            Tensor::f_cat(&[&self.gate_proj.weight, &self.up_proj.weight], 0)?.f_detach()?,
+        ))
+    }
+
+    fn forward(&self, x: &Tensor, fused: Option<&Tensor>) -> Result<Tensor> {
+        let (g, u) = match fused {
+            Some(w) => {
+                let gu = x.f_linear::<Tensor>(w, None)?;
+                let i = self.gate_proj.in_out().1;
+                (gu.f_narrow(-1, 0, i)?, gu.f_narrow(-1, i, i)?)
+            }
+            None => (self.gate_proj.forward(x)?, self.up_proj.forward(x)?),
+        };
+        self.down_proj.forward(&g.f_silu()?.f_mul(&u)?)
     }
 }
 
@@ -587,22 +764,30 @@ impl DecoderLayer {
         })
     }
 
+    fn fuse(&self) -> Result<Fused> {
+        Ok(Fused {
+            qkv: self.self_attn.fuse()?,
+            gate_up: self.mlp.fuse()?,
+        })
+    }
+
     fn forward(
         &self,
         x: &Tensor,
         ctx: &Ctx,
         cache: Option<(&mut KvCache, usize)>,
+        fused: Option<&Fused>,
     ) -> Result<Tensor> {
         let h = x.f_add(&self.self_attn.forward(
             &self.input_layernorm.forward(x)?,
             ctx,
             cache,
+            fused.and_then(|f| f.qkv.as_ref()),
         )?)?;
-        Ok(h.f_add(
-            &self
-                .mlp
-                .forward(&self.post_attention_layernorm.forward(&h)?)?,
-        )?)
+        Ok(h.f_add(&self.mlp.forward(
+            &self.post_attention_layernorm.forward(&h)?,
+            fused.and_then(|f| f.gate_up.as_ref()),
+        )?)?)
     }
 
     fn linears_mut(&mut self) -> [&mut Linear; 7] {
@@ -894,72 +1079,107 @@ impl Qwen2ForCausalLM {
         let kind = self.kind();
         let new_mask = attention_mask.f_to_kind(Kind::Int64)?.f_to_device(dev)?;
         let input_ids = input_ids.f_to_device(dev)?;
+        let half = self.cfg.head_dim() / 2;
 
-        let (past, full_mask) = match cache.as_deref() {
-            Some(c) if c.len > 0 => {
-                let pm = c
-                    .mask
-                    .as_ref()
-                    .ok_or_else(|| ModelError::BadInput("KvCache has length but no mask".into()))?;
-                if pm.size()[0] != b {
+        let (past, key_ok, cos, sin) = match cache.as_deref_mut() {
+            Some(c) => {
+                if c.layers.len() != self.layers.len() {
                     return Err(ModelError::BadInput(format!(
-                        "batch size {b} differs from the cached batch {}",
-                        pm.size()[0]
+                        "KvCache built for {} layers, model has {}",
+                        c.layers.len(),
+                        self.layers.len()
                     )));
                 }
-                (c.len, Tensor::f_cat(&[pm, &new_mask], 1)?)
+                let past = c.len;
+                if past > 0 {
+                    let cached = c.count.as_ref().map_or(-1, |n| n.size()[0]);
+                    if cached != b {
+                        return Err(ModelError::BadInput(format!(
+                            "batch size {b} differs from the cached batch {cached}"
+                        )));
+                    }
+                }
+                let (pos, key_ok) = c.record_mask(&new_mask)?;
+                let (cos, sin) = c.rope_at(&pos, &self.inv_freq, kind, past + t)?;
+                (past, key_ok, cos, sin)
             }
-            _ => (0, new_mask.shallow_clone()),
+            None => {
+                // Positions: cumsum(mask) - 1, clamped at 0.
+                let pos = new_mask
+                    .f_cumsum(1, Kind::Int64)?
+                    .f_sub_scalar(1)?
+                    .f_clamp_min(0)?;
+                let freqs = pos
+                    .f_to_kind(Kind::Float)?
+                    .f_unsqueeze(-1)?
+                    .f_mul(&self.inv_freq.f_view([1, 1, -1])?)?;
+                let (cos, sin) = rope_tables(&freqs, kind)?;
+                let key_ok = new_mask.f_ne(0)?;
+                (0, key_ok, cos.f_unsqueeze(1)?, sin.f_unsqueeze(1)?)
+            }
         };
-        if let Some(c) = cache.as_deref() {
-            if c.layers.len() != self.layers.len() {
-                return Err(ModelError::BadInput(format!(
-                    "KvCache built for {} layers, model has {}",
-                    c.layers.len(),
-                    self.layers.len()
-                )));
-            }
-        }
         let s = past + t;
-
-        // Positions: cumsum(mask) - 1 over the whole sequence, clamped at 0; keep the new part.
-        let pos = full_mask
-            .f_cumsum(1, Kind::Int64)?
-            .f_sub_scalar(1)?
-            .f_clamp_min(0)?
-            .f_narrow(1, past, t)?;
-        let freqs = pos
-            .f_to_kind(Kind::Float)?
-            .f_unsqueeze(-1)?
-            .f_mul(&self.inv_freq.f_view([1, 1, -1])?)?;
-        let emb = Tensor::f_cat(&[&freqs, &freqs], -1)?;
-        let cos = emb.f_cos()?.f_to_kind(kind)?.f_unsqueeze(1)?;
-        let sin = emb.f_sin()?.f_to_kind(kind)?.f_unsqueeze(1)?;
 
         // Mask [B, 1, T, S]: causal AND key is real, OR the diagonal (a padded query attends to
         // itself so its row is never empty: no NaN in forward or backward).
-        let q_abs = Tensor::f_arange_start(past, s, (Kind::Int64, dev))?.f_view([t, 1])?;
-        let k_abs = Tensor::f_arange(s, (Kind::Int64, dev))?.f_view([1, s])?;
-        let causal = k_abs.f_le_tensor(&q_abs)?; // [T, S]
-        let diag = k_abs.f_eq_tensor(&q_abs)?;
-        let key_ok = full_mask.f_ne(0)?.f_view([b, 1, 1, s])?;
-        let mask = causal
-            .f_view([1, 1, t, s])?
-            .f_logical_and(&key_ok)?
-            .f_logical_or(&diag.f_view([1, 1, t, s])?)?;
+        // Without padding, or with right padding only (training batches), every real query's
+        // causal window holds real keys only: plain causal attention gives the same values
+        // there (padded queries are meaningless either way) and skips the masked-out half.
+        let causal_only = cache.is_none()
+            && t > 1
+            && bool::try_from(
+                new_mask
+                    .f_narrow(1, 1, t - 1)?
+                    .f_le_tensor(&new_mask.f_narrow(1, 0, t - 1)?)?
+                    .f_all()?,
+            )?;
+        let mask = if causal_only {
+            None
+        } else if t == 1 {
+            // one new token per row (decoding): every cached key is causal; itself always
+            let own = Tensor::f_ones([b, 1], (Kind::Bool, dev))?;
+            let m = Tensor::f_cat(&[&key_ok.f_narrow(1, 0, past)?, &own], 1)?;
+            Some(m.f_view([b, 1, 1, s])?)
+        } else {
+            let q_abs = Tensor::f_arange_start(past, s, (Kind::Int64, dev))?.f_view([t, 1])?;
+            let k_abs = Tensor::f_arange(s, (Kind::Int64, dev))?.f_view([1, s])?;
+            let causal = k_abs.f_le_tensor(&q_abs)?; // [T, S]
+            let diag = k_abs.f_eq_tensor(&q_abs)?;
+            Some(
+                causal
+                    .f_view([1, 1, t, s])?
+                    .f_logical_and(&key_ok.f_view([b, 1, 1, s])?)?
+                    .f_logical_or(&diag.f_view([1, 1, t, s])?)?,
+            )
+        };
 
         let ctx = Ctx {
             cos: &cos,
             sin: &sin,
-            mask: &mask,
+            mask: mask.as_ref(),
             past,
+            half,
+        };
+        // The cached path uses fused projections, built from the weights at its first call.
+        let fused = match cache.as_deref_mut() {
+            Some(c) => {
+                if c.fused.len() != self.layers.len() {
+                    c.fused = self
+                        .layers
+                        .iter()
+                        .map(DecoderLayer::fuse)
+                        .collect::<Result<_>>()?;
+                }
+                std::mem::take(&mut c.fused)
+            }
+            None => Vec::new(),
         };
         let mut h = Tensor::f_embedding(&self.embed_tokens, &input_ids, -1, false, false)?;
         for (i, layer) in self.layers.iter().enumerate() {
-            h = layer.forward(&h, &ctx, cache.as_deref_mut().map(|c| (c, i)))?;
+            h = layer.forward(&h, &ctx, cache.as_deref_mut().map(|c| (c, i)), fused.get(i))?;
         }
         if let Some(c) = cache {
-            c.mask = Some(full_mask);
+            c.fused = fused;
             c.len = s;
         }
         self.norm.forward(&h)
@@ -969,6 +1189,104 @@ impl Qwen2ForCausalLM {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tiny_model(seed: i64) -> (nn::VarStore, Qwen2ForCausalLM) {
+        tch::manual_seed(seed);
+        let vs = nn::VarStore::new(Device::Cpu);
+        // GQA (4 heads, 2 kv heads) and q/k/v biases: every part of the fused projections
+        let cfg = Config {
+            initializer_range: Some(0.2),
+            ..Config::default()
+        };
+        let model = Qwen2ForCausalLM::new(&vs.root(), &cfg).unwrap();
+        tch::no_grad(|| {
+            for (name, t) in model.named_parameters() {
+                if name.ends_with(".bias") {
+                    // non-zero biases, so a misplaced one would show
+                    let _ = t.shallow_clone().copy_(&(t.randn_like() * 0.3));
+                }
+            }
+        });
+        (vs, model)
+    }
+
+    /// Prefill of a left-padded batch then three single-token steps through a cache, against
+    /// the uncached forward on the whole sequences (the three-projection path, computed
+    /// independently of the fused one): the largest difference of any real position's logits.
+    fn cached_vs_full(model: &Qwen2ForCausalLM, cache: &mut KvCache) -> f64 {
+        let ids =
+            Tensor::from_slice(&[0i64, 0, 5, 9, 17, 3, 8, 1, 2, 4, 0, 30, 31, 32, 33]).view([3, 5]);
+        let mask =
+            Tensor::from_slice(&[0i64, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1]).view([3, 5]);
+        let extra = Tensor::from_slice(&[7i64, 11, 13, 40, 41, 42, 100, 101, 102]).view([3, 3]);
+        let all_ids = Tensor::cat(&[&ids, &extra], 1);
+        let all_mask = Tensor::cat(&[&mask, &extra.ones_like()], 1);
+        let _g = tch::no_grad_guard();
+        let full = model.forward(&all_ids, &all_mask).unwrap();
+        let mut got = vec![model.forward_with_cache(&ids, &mask, cache).unwrap()];
+        for j in 0..3 {
+            let tok = extra.narrow(1, j, 1);
+            got.push(
+                model
+                    .forward_with_cache(&tok, &tok.ones_like(), cache)
+                    .unwrap(),
+            );
+        }
+        let got = Tensor::cat(&got, 1);
+        let real = all_mask.unsqueeze(-1).to_kind(Kind::Float);
+        ((got - full).abs() * real).max().double_value(&[])
+    }
+
+    #[test]
+    fn fused_cached_path_equals_the_uncached_forward_with_and_without_lora() {
+        let (_vs, mut model) = tiny_model(5);
+        let mut cache = model.new_kv_cache(4);
+        let d = cached_vs_full(&model, &mut cache);
+        assert!(d < 1e-5, "fused cached vs uncached: {d}");
+        assert!(cache
+            .fused
+            .iter()
+            .all(|f| f.qkv.is_some() && f.gate_up.is_some()));
+
+        // adapters with non-zero B on q_proj and up_proj of layer 0: those stay unfused
+        tch::manual_seed(9);
+        for lin in model.layers[0].linears_mut() {
+            if lin.name.ends_with("q_proj") || lin.name.ends_with("up_proj") {
+                let (i, o) = lin.in_out();
+                lin.lora = Some(LoraLayer {
+                    a: Tensor::randn([2, i], (Kind::Float, Device::Cpu)),
+                    b: Tensor::randn([o, 2], (Kind::Float, Device::Cpu)) * 0.1,
+                    scaling: 0.5,
+                });
+            }
+        }
+        let mut cache = model.new_kv_cache(8);
+        let d = cached_vs_full(&model, &mut cache);
+        assert!(d < 1e-5, "cached with LoRA vs uncached: {d}");
+        assert!(cache.fused[0].qkv.is_none() && cache.fused[0].gate_up.is_none());
+        assert!(cache.fused[1].qkv.is_some() && cache.fused[1].gate_up.is_some());
+    }
+
+    #[test]
+    fn a_cleared_cache_sees_changed_weights() {
+        let (_vs, model) = tiny_model(6);
+        let mut cache = model.new_kv_cache(16);
+        assert!(cached_vs_full(&model, &mut cache) < 1e-5);
+        let ids = Tensor::from_slice(&[5i64, 9, 17, 3]).view([1, 4]);
+        let before = tch::no_grad(|| model.forward(&ids, &ids.ones_like()).unwrap());
+        tch::no_grad(|| {
+            for (_, t) in model.named_parameters() {
+                let _ = t.shallow_clone().g_mul_scalar_(1.1);
+            }
+        });
+        let after = tch::no_grad(|| model.forward(&ids, &ids.ones_like()).unwrap());
+        let moved = (after - before).abs().max().double_value(&[]);
+        assert!(moved > 0.1, "the weight change moved the logits by only {moved}");
+        cache.clear();
+        // the logits grew with the weights: a relative tolerance of ~1e-6
+        let d = cached_vs_full(&model, &mut cache);
+        assert!(d < 1e-4, "after a weight change and clear(): {d}");
+    }
 
     /// Shape of a hub Qwen1.5 config (top-level rope_theta, sliding window off, list EOS).
     const QWEN15: &str = r#"{
