@@ -191,6 +191,13 @@ pub struct RunArgs {
     /// Student peak learning rate (default: the preset's).
     #[arg(long)]
     pub lr: Option<f64>,
+    /// Steps of the students' linear learning-rate warm-up from 0 to --lr, before the cosine
+    /// decay (default: a twentieth of --steps, at least 1; 0 starts at the peak). A student
+    /// warmed up with --student-warmup is already trained: the warm-up of a fresh schedule may
+    /// not suit it.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup_steps: Option<usize>,
     /// Start every student from the student preset fine-tuned with SFT for this many steps
     /// (trained once and cached like a teacher) instead of its random initialization: the
     /// from-scratch stand-in for the paper's pretrained students. It is scored as
@@ -288,6 +295,7 @@ impl Default for RunArgs {
             teacher_steps: None,
             teacher_lr: None,
             lr: None,
+            warmup_steps: None,
             student_warmup: None,
             out: "results".into(),
             resume: false,

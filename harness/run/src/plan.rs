@@ -751,6 +751,21 @@ impl RunPlan {
             c.seed,
         );
         student_train.checkpoint_every = args.checkpoint_every;
+        if let Some(w) = args.warmup_steps {
+            if time_budget.is_some() {
+                anyhow::bail!(
+                    "--warmup-steps with --budget time=...: a time budget warms up over a fixed share \
+                     of its time"
+                );
+            }
+            if w > student_train.steps {
+                anyhow::bail!(
+                    "--warmup-steps {w} is more than the {} training steps",
+                    student_train.steps
+                );
+            }
+            student_train.warmup_steps = w;
+        }
         if time_budget.is_some() {
             // the warmup is a share of the budget (trainer::TIME_WARMUP_FRACTION)
             student_train.warmup_steps = 0;

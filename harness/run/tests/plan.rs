@@ -79,6 +79,18 @@ fn the_plan_hash_is_the_identity_of_a_run_and_its_caches() {
     let p = plan(&a);
     assert_ne!(p.hash(), p0.hash());
     assert_eq!(p.teacher.key, p0.teacher.key);
+    // The students' warm-up: a twentieth of the steps by default, else as given; the
+    // teacher's schedule is its own.
+    assert_eq!(
+        p0.student.train.warmup_steps,
+        (p0.student.train.steps / 20).max(1)
+    );
+    let mut a = base.clone();
+    a.warmup_steps = Some(0);
+    let p = plan(&a);
+    assert_eq!(p.student.train.warmup_steps, 0);
+    assert_ne!(p.hash(), p0.hash());
+    assert_eq!(p.teacher.key, p0.teacher.key);
     // A teacher's setting changes the teacher.
     let mut a = base.clone();
     a.teacher_steps = Some(5);
@@ -150,6 +162,14 @@ fn settings_that_cannot_train_are_refused_before_any_work() {
     let mut a = base.clone();
     a.teacher_steps = Some(0);
     refused(&a, "untrained teacher");
+    let mut a = base.clone();
+    a.steps = Some(10);
+    a.warmup_steps = Some(11);
+    refused(&a, "--warmup-steps 11 is more than the 10 training steps");
+    let mut a = base.clone();
+    a.warmup_steps = Some(5);
+    a.budget = Some(kidbench_run::args::Budget::Time(60.0));
+    refused(&a, "--warmup-steps with --budget time=");
     // a parameter twice, a method twice after canonical values
     let e = method_plans(&reg, &["kid:alpha=0.3,alpha=0.4".into()]).unwrap_err();
     assert!(e.to_string().contains("given twice"), "{e}");
