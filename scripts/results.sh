@@ -7,7 +7,9 @@
 #   scripts/results.sh SWEEP_DIR [SWEEP_DIR ...]      e.g. scripts/results.sh results/table3-quick
 #
 # Each SWEEP_DIR may hold a file `MEASURED` (plain text: the command, the wall time, the machine's
-# state); it is shown above its report.
+# state); it is shown above its report. The files docs/results/notes/*.md (measurements that are
+# not sweeps, e.g. `kidbench score` runs, and the findings read from the reports, each with the
+# command that measured it) are kept: they are inlined, in name order, before the sweeps.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [ "$#" -ge 1 ] || { echo "usage: scripts/results.sh SWEEP_DIR..." >&2; exit 2; }
@@ -21,6 +23,10 @@ OUT=docs/RESULTS.md
   echo "means). 2-core CPU, no GPU, dev profile."
   echo
 } > "$OUT.tmp"
+for note in docs/results/notes/*.md; do
+  [ -f "$note" ] || continue
+  { cat "$note"; echo; } >> "$OUT.tmp"
+done
 for d in "$@"; do
   name=$(basename "$d")
   dest=docs/results/$name
