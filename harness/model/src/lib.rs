@@ -28,7 +28,5 @@ pub use generate::{
     choose_tokens, generate, generate_from_prompts, left_pad, GenerationConfig, GenerationOutput,
     Sampling,
 };
-pub use lora::{
-    attach_lora, load_adapter, lora_parameters, merge_lora, save_adapter, LoraConfig,
-};
+pub use lora::{attach_lora, load_adapter, lora_parameters, merge_lora, save_adapter, LoraConfig};
 pub use qwen2::{Config, KvCache, Qwen2ForCausalLM, TokenIds};

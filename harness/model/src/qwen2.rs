@@ -1203,7 +1203,7 @@ mod tests {
             for (name, t) in model.named_parameters() {
                 if name.ends_with(".bias") {
                     // non-zero biases, so a misplaced one would show
-                    let _ = t.shallow_clone().copy_(&(t.randn_like() * 0.3));
+                    t.shallow_clone().copy_(&(t.randn_like() * 0.3));
                 }
             }
         });
@@ -1281,7 +1281,10 @@ mod tests {
         });
         let after = tch::no_grad(|| model.forward(&ids, &ids.ones_like()).unwrap());
         let moved = (after - before).abs().max().double_value(&[]);
-        assert!(moved > 0.1, "the weight change moved the logits by only {moved}");
+        assert!(
+            moved > 0.1,
+            "the weight change moved the logits by only {moved}"
+        );
         cache.clear();
         // the logits grew with the weights: a relative tolerance of ~1e-6
         let d = cached_vs_full(&model, &mut cache);

@@ -253,8 +253,11 @@ mod tests {
         }
     }
 
+    /// Examples as (tokens, prompt length).
+    type Rows = Vec<(Vec<i64>, usize)>;
+
     /// Four gold examples and, for the same prompts, four student completions of other lengths.
-    fn gold_and_samples() -> anyhow::Result<(Vec<(Vec<i64>, usize)>, Vec<(Vec<i64>, usize)>)> {
+    fn gold_and_samples() -> anyhow::Result<(Rows, Rows)> {
         let gold = vec![
             (vec![1, 4, 5, 6, 2], 2),
             (vec![1, 7, 8, 2], 2),
