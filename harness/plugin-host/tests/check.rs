@@ -127,8 +127,10 @@ fn the_seven_shipped_plugins_pass_every_property() {
             (n.get("scale.ratio").expect("ratio") - 0.5).abs() < 1e-6,
             "{n}"
         );
-        // the split is compared exactly unless the loss draws on the seed (kid masks at random)
-        assert_eq!(n.get("split.sum").is_some(), name != "kid", "{name}: {n}");
+        // the split is compared exactly unless the loss draws on the seed (kid masks at
+        // random; imitkd replaces each example by a student sample at random)
+        let random = matches!(name, "kid" | "imitkd");
+        assert_eq!(n.get("split.sum").is_some(), !random, "{name}: {n}");
     }
 }
 
