@@ -4,38 +4,11 @@
 //! the flag. No training: plans are resolved against the generated synth. A small run with all
 //! three trains in `bf16_lora_teacher_run_trains_and_scores` (tiny presets).
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use kidbench_run::plan::{method_plans, LoraPlan, RunPlan};
-use kidbench_run::{CommonArgs, Context, RunArgs};
-
-fn workspace_databases() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../databases")
-}
-
-fn args(databases: &Path) -> RunArgs {
-    RunArgs {
-        teacher: Some("tiny-s".into()),
-        student: Some("tiny-s".into()),
-        max_dev: Some(12),
-        common: CommonArgs {
-            databases_dir: databases.to_path_buf(),
-            max_train: Some(40),
-            device: "cpu".into(),
-            vocab_size: 300,
-            quiet: true,
-            ..CommonArgs::default()
-        },
-        ..RunArgs::default()
-    }
-}
-
-fn plan(a: &RunArgs) -> anyhow::Result<RunPlan> {
-    let reg = kidbench_run::plugins(&a.plugin_dirs)?;
-    let methods = method_plans(&reg, &a.methods)?;
-    let ctx = Context::for_run(a)?;
-    RunPlan::resolve(a, &ctx, methods)
-}
+use common::{resolve as plan, tiny_args as args, workspace_databases};
+use kidbench_run::plan::LoraPlan;
+use kidbench_run::RunArgs;
 
 #[test]
 fn dtype_and_lora_are_part_of_the_plan() {

@@ -5,17 +5,16 @@
 //! No training: plans are resolved against the generated synth, with a tiny random LLaMA
 //! folder written here.
 
-use std::path::{Path, PathBuf};
+mod common;
 
+use std::path::Path;
+
+use common::{resolve as plan, workspace_databases};
 use kidbench_model::Config;
-use kidbench_run::plan::{method_plans, ModelSource, RunPlan};
-use kidbench_run::{CommonArgs, Context, RunArgs};
+use kidbench_run::plan::ModelSource;
+use kidbench_run::{CommonArgs, RunArgs};
 use kidbench_tokenizer::SqlTokenizer;
 use sha2::{Digest, Sha256};
-
-fn workspace_databases() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../databases")
-}
 
 /// A tiny random LLaMA checkpoint with a trained BPE tokenizer, in `dir` (HF layout).
 fn tiny_folder(dir: &Path) {
@@ -58,13 +57,6 @@ fn args(databases: &Path) -> RunArgs {
         },
         ..RunArgs::default()
     }
-}
-
-fn plan(a: &RunArgs) -> anyhow::Result<RunPlan> {
-    let reg = kidbench_run::plugins(&a.plugin_dirs)?;
-    let methods = method_plans(&reg, &a.methods)?;
-    let ctx = Context::for_run(a)?;
-    RunPlan::resolve(a, &ctx, methods)
 }
 
 fn err(a: &RunArgs) -> String {

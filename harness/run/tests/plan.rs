@@ -2,37 +2,16 @@
 //! changes it, equal settings written differently are equal, and each cache key holds exactly
 //! what makes its artifact. No training: plans are resolved against the generated synth.
 
-use std::path::{Path, PathBuf};
+mod common;
 
+use std::path::Path;
+
+use common::{resolve, tiny_args as args, workspace_databases};
 use kidbench_run::plan::{method_plans, RunPlan};
-use kidbench_run::{CommonArgs, Context, RunArgs};
-
-fn workspace_databases() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../databases")
-}
-
-fn args(databases: &Path) -> RunArgs {
-    RunArgs {
-        teacher: Some("tiny-s".into()),
-        student: Some("tiny-s".into()),
-        max_dev: Some(12),
-        common: CommonArgs {
-            databases_dir: databases.to_path_buf(),
-            max_train: Some(40),
-            device: "cpu".into(),
-            vocab_size: 300,
-            quiet: true,
-            ..CommonArgs::default()
-        },
-        ..RunArgs::default()
-    }
-}
+use kidbench_run::{Context, RunArgs};
 
 fn plan(a: &RunArgs) -> RunPlan {
-    let reg = kidbench_run::plugins(&a.plugin_dirs).unwrap();
-    let methods = method_plans(&reg, &a.methods).unwrap();
-    let ctx = Context::for_run(a).unwrap();
-    RunPlan::resolve(a, &ctx, methods).unwrap()
+    resolve(a).unwrap()
 }
 
 #[test]
