@@ -3,7 +3,7 @@
 #
 # With no arguments: the newcomer's distillation comparison on the generated synth benchmark.
 # A tiny-m teacher (the default, 2000 steps, cached after the first run), a tiny-m student warmed
-# up by 400 SFT steps (cached too: the stand-in for a pretrained student), then SFT and KID from
+# up by 1200 SFT steps (cached too: the stand-in for a pretrained student), then SFT and KID from
 # that student under one budget (100 steps), all scored by execution on 552 synth dev questions.
 # It prints each model's EX/TS, KID's latency relative to SFT, and KID's EX difference from SFT
 # with its 95 % confidence interval and McNemar's p.
@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/env.sh
 if [ "$#" -eq 0 ]; then
-  cargo run --locked --quiet -- run --methods sft,kid --student tiny-m --student-warmup 400 \
+  cargo run --locked --quiet -- run --methods sft,kid --student tiny-m --student-warmup 1200 \
     --steps 100 --max-dev 552
   echo "full comparisons: kidbench sweep sweeps/table3.toml (seven methods x 3 seeds; --quick for 15 min), results in docs/RESULTS.md"
   exit 0
