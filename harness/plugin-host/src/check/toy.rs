@@ -258,6 +258,8 @@ struct Layout {
     pad: Tensor,
     labels: Vec<i64>,
     ids: Vec<i64>,
+    /// `attention` as plain values, for matching forward rows ([`Layout::find_row`]).
+    att: Vec<i64>,
     t: usize,
 }
 
@@ -271,6 +273,7 @@ impl Layout {
             pad: attention.eq(0).to_kind(Kind::Float),
             labels: to_i64(&b.labels),
             ids: to_i64(&b.input_ids),
+            att: to_i64(&attention),
             t: b.input_ids.size()[1] as usize,
             attention,
             target,
@@ -285,6 +288,7 @@ impl Layout {
             pad: self.pad.shallow_clone(),
             labels: self.labels.clone(),
             ids: self.ids.clone(),
+            att: self.att.clone(),
             t: self.t,
         }
     }
@@ -292,7 +296,7 @@ impl Layout {
     /// The row of this layout that forward row (`ids`, `att`) is, right padded or trimmed:
     /// the same attention mask and the same tokens where it attends.
     fn find_row(&self, ids: &[i64], att: &[i64]) -> Option<usize> {
-        let mine = to_i64(&self.attention);
+        let mine = &self.att;
         let rows = mine.len() / self.t.max(1);
         (0..rows).find(|&j| {
             let (ra, ri) = (
@@ -423,6 +427,7 @@ impl CheckHost {
             pad,
             labels,
             ids,
+            att,
             t,
         })
     }
