@@ -37,7 +37,9 @@ use abi_stable::StableAbi;
 ///   (`loss_mask != 0`) and 0 elsewhere (the host skips the LM head on prompt and padding).
 /// - 4: `HostCtx::forward` takes `rows`: when given, the logits are exact only where
 ///   `rows != 0` and 0 elsewhere, as for the batch logits.
-pub const ABI_VERSION: u32 = 4;
+/// - 5: `DataSource::FixedTeacherSamples` (teacher completions generated once, before training,
+///   outside the timed steps).
+pub const ABI_VERSION: u32 = 5;
 /// The tch version plugins and host are built with (pinned exactly in the workspace).
 pub const TCH_VERSION: &str = "0.24.0";
 /// `$LIBTORCH/build-version` at build time, e.g. `2.11.0+cpu`.
@@ -115,8 +117,13 @@ pub enum DataSource {
     GroundTruth,
     /// The batch's prompts completed by the current student (no grad) with `DataRequest::sampling`.
     StudentSamples,
-    /// The batch's prompts completed by the teacher.
+    /// The batch's prompts completed by the teacher, afresh at every request.
     TeacherSamples,
+    /// The batch's prompts completed by the teacher once per distinct prompt, before training
+    /// (Wen et al.'s fixed teacher data): the first such request makes the host complete every
+    /// prompt the run will visit, with `DataRequest::sampling`, and later requests reuse those
+    /// completions. The generation is timed apart (precompute), not in the training latency.
+    FixedTeacherSamples,
 }
 
 /// The data a method needs for one micro-batch; the host prepares it before calling `loss`.

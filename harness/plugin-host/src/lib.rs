@@ -5,7 +5,7 @@
 //! A training step with a plugin (the host owns models, optimizer, backward, sampling, timing):
 //! 1. `let req = method.data_request(&step)?` — which data this micro-batch needs;
 //! 2. build that batch (ground truth, or the prompts completed by the student/teacher with
-//!    `req.sampling`), run the student forward with grad when `req.student_logits`, the teacher
+//!    `req.sampling`, or by the teacher's completions made once before training), run the student forward with grad when `req.student_logits`, the teacher
 //!    forward without grad when `req.teacher_logits`;
 //! 3. `let loss = method.loss(&LossInput { .. }, &mut services)?` — `services` runs the extra
 //!    forwards and sampling the method asks for; the result is a finite scalar;

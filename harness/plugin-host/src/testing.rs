@@ -134,7 +134,8 @@ impl ToyHost {
                 sampled = self.sample(Model::Student, &req.sampling)?;
                 sampled.view()
             }
-            DataSource::TeacherSamples => {
+            // the toy host's teacher samples are fixed anyway
+            DataSource::TeacherSamples | DataSource::FixedTeacherSamples => {
                 sampled = self.sample(Model::Teacher, &req.sampling)?;
                 sampled.view()
             }

@@ -127,12 +127,12 @@ pub fn ledger(r: &TrainReport, p: ParamCounts) -> Ledger {
         + 6.0 * s * c.student_backward as f64
         + 2.0 * t * c.teacher_forward as f64
         + 2.0 * s * c.student_sampled as f64
-        + 2.0 * t * c.teacher_sampled as f64;
+        + 2.0 * t * (c.teacher_sampled + c.teacher_precomputed) as f64;
     Ledger {
         student_forward_tokens: c.student_forward,
         student_backward_tokens: c.student_backward,
         teacher_forward_tokens: c.teacher_forward,
-        sampled_tokens: c.student_sampled + c.teacher_sampled,
+        sampled_tokens: c.student_sampled + c.teacher_sampled + c.teacher_precomputed,
         student_params: p.student,
         teacher_params: p.teacher,
         flops,
@@ -145,6 +145,7 @@ fn time_split(t: &Timings) -> TimeSplit {
         teacher: t.teacher_forward,
         sampling: t.sampling,
         other: t.other_total(),
+        precompute: t.precompute,
     }
 }
 
@@ -487,6 +488,10 @@ impl<'a> Csv<'a> {
         ] {
             self.push(method, params, "all", metric, v, n);
         }
+        if t.precompute > 0.0 {
+            // fixed teacher samples: made once, not in train_seconds
+            self.push(method, params, "all", "seconds_precompute", t.precompute, n);
+        }
         if let Some(l) = latency {
             self.push(method, params, "all", "latency_vs_sft", l, n);
         }
@@ -506,6 +511,10 @@ impl<'a> Csv<'a> {
             ("estimated_flops", l.flops),
         ] {
             self.push(method, params, "all", metric, v, n);
+        }
+        if t.precompute > 0.0 {
+            // fixed teacher samples: made once, not in train_seconds
+            self.push(method, params, "all", "seconds_precompute", t.precompute, n);
         }
         self.push(method, params, "all", "final_loss", r.final_loss, n);
     }

@@ -21,6 +21,7 @@
 //! micro-batch (the others are not sampled yet), so the sum over micro-batches stays a
 //! per-token mean of the global batch in expectation.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -103,6 +104,10 @@ pub struct TrainHost<'a> {
     pub timings: Timings,
     /// Tokens per kind of model call (the compute ledger).
     pub counts: TokenCounts,
+    /// `DataSource::FixedTeacherSamples`: the teacher's completion of each prompt, and the
+    /// sampling settings they were made with (`None`: not made yet).
+    fixed: HashMap<Vec<i64>, Vec<i64>>,
+    fixed_spec: Option<SampleSpec>,
 }
 
 impl<'a> TrainHost<'a> {
@@ -123,6 +128,8 @@ impl<'a> TrainHost<'a> {
             sample_calls: 0,
             timings: Timings::default(),
             counts: TokenCounts::default(),
+            fixed: HashMap::new(),
+            fixed_spec: None,
         }
     }
 
@@ -275,6 +282,33 @@ impl HostServices for TrainHost<'_> {
     }
 
     fn sample(&mut self, model: Model, spec: &SampleSpec) -> anyhow::Result<SampledBatch> {
+        anyhow::ensure!(!self.prompts.is_empty(), "no micro-batch to sample for");
+        let cfg = self.generation_config(model, spec);
+        self.sample_calls += 1;
+        let prompts = std::mem::take(&mut self.prompts);
+        let t = Instant::now();
+        let out = self.generate(model, &prompts, spec, &cfg);
+        self.timings.sampling += t.elapsed().as_secs_f64();
+        self.prompts = prompts;
+        let generated = out?;
+        let n: u64 = generated.iter().map(|t| t.len() as u64).sum();
+        match model {
+            Model::Student => self.counts.student_sampled += n,
+            Model::Teacher => self.counts.teacher_sampled += n,
+        }
+        self.completed(&generated)
+    }
+}
+
+impl TrainHost<'_> {
+    /// `prompts` completed by `model` with `cfg` (under `no_grad`), one token list per prompt.
+    fn generate(
+        &self,
+        model: Model,
+        prompts: &[Vec<i64>],
+        spec: &SampleSpec,
+        cfg: &GenerationConfig,
+    ) -> anyhow::Result<Vec<Vec<i64>>> {
         anyhow::ensure!(
             spec.max_new_tokens >= 1,
             "sampling needs max_new_tokens >= 1"
@@ -283,30 +317,25 @@ impl HostServices for TrainHost<'_> {
             spec.temperature.is_finite() && spec.top_p > 0.0,
             "bad sampling settings {spec:?}"
         );
-        anyhow::ensure!(!self.prompts.is_empty(), "no micro-batch to sample for");
         let m = self.model(model)?;
-        let cfg = self.generation_config(model, spec);
-        self.sample_calls += 1;
-        let t = Instant::now();
-        let out = tch::no_grad(|| m.generate(&self.prompts, &cfg))
-            .with_context(|| format!("sampling from the {model:?}"));
-        self.timings.sampling += t.elapsed().as_secs_f64();
-        let out = out?;
-        let generated: u64 = out.tokens.iter().map(|t| t.len() as u64).sum();
-        match model {
-            Model::Student => self.counts.student_sampled += generated,
-            Model::Teacher => self.counts.teacher_sampled += generated,
-        }
+        let out = tch::no_grad(|| m.generate(prompts, cfg))
+            .with_context(|| format!("sampling from the {model:?}"))?;
         anyhow::ensure!(
-            out.tokens.len() == self.prompts.len(),
+            out.tokens.len() == prompts.len(),
             "the generator returned {} sequences for {} prompts",
             out.tokens.len(),
-            self.prompts.len()
+            prompts.len()
         );
+        Ok(out.tokens)
+    }
+
+    /// The current micro-batch's prompts followed by `generated` (one list per prompt), laid
+    /// out like `collate`, with the sampled batch's `norm_tokens`.
+    fn completed(&self, generated: &[Vec<i64>]) -> anyhow::Result<SampledBatch> {
         let examples: Vec<Example> = self
             .prompts
             .iter()
-            .zip(&out.tokens)
+            .zip(generated)
             .map(|(p, gen)| {
                 let mut ids = p.clone();
                 ids.extend_from_slice(gen);
@@ -325,5 +354,86 @@ impl HostServices for TrainHost<'_> {
             loss_mask: b.loss_mask,
             norm_tokens: (b.target_tokens as f64 * self.norm_scale).max(1.0),
         })
+    }
+
+    /// Whether [`Self::precompute_teacher`] has made the fixed teacher samples.
+    pub fn fixed_teacher_ready(&self) -> bool {
+        self.fixed_spec.is_some()
+    }
+
+    /// `DataSource::FixedTeacherSamples`, first request: completes each distinct prompt of
+    /// `visits` (every example the run will train on, in visit order) once with the teacher,
+    /// `chunk` prompts per generation, each chunk seeded from `seed` and its index alone (so
+    /// the completions do not depend on the step that asked first, and a resumed run makes the
+    /// same ones). Timed as `Timings::precompute`; the tokens count as `teacher_precomputed`.
+    /// A later call does nothing ([`Self::fixed_teacher_batch`] refuses another `spec`).
+    pub fn precompute_teacher(
+        &mut self,
+        visits: &[&Example],
+        chunk: usize,
+        spec: &SampleSpec,
+        seed: u64,
+    ) -> anyhow::Result<()> {
+        if self.fixed_spec.is_some() {
+            return Ok(());
+        }
+        let t = Instant::now();
+        let mut seen = std::collections::HashSet::new();
+        let prompts: Vec<Vec<i64>> = visits
+            .iter()
+            .map(|e| e.input_ids[..e.prompt_len.min(e.input_ids.len())].to_vec())
+            .filter(|p| seen.insert(p.clone()))
+            .collect();
+        let (saved_seed, saved_calls) = (self.seed, self.sample_calls);
+        let mut result = Ok(());
+        let mut made = 0u64;
+        for (i, part) in prompts.chunks(chunk.max(1)).enumerate() {
+            self.seed = step_seed(seed ^ 0x6669_7865_6474_6368, i as u64, 0);
+            self.sample_calls = 0;
+            let cfg = self.generation_config(Model::Teacher, spec);
+            match self.generate(Model::Teacher, part, spec, &cfg) {
+                Ok(gens) => {
+                    for (p, g) in part.iter().zip(gens) {
+                        made += g.len() as u64;
+                        self.fixed.insert(p.clone(), g);
+                    }
+                }
+                Err(e) => {
+                    result = Err(e.context("precomputing the fixed teacher samples"));
+                    break;
+                }
+            }
+        }
+        (self.seed, self.sample_calls) = (saved_seed, saved_calls);
+        self.timings.precompute += t.elapsed().as_secs_f64();
+        result?;
+        // assigned, not added: a resumed run makes the same samples again
+        self.counts.teacher_precomputed = made;
+        self.fixed_spec = Some(*spec);
+        Ok(())
+    }
+
+    /// The current micro-batch completed by the fixed teacher samples
+    /// ([`Self::precompute_teacher`] first).
+    pub fn fixed_teacher_batch(&self, spec: &SampleSpec) -> anyhow::Result<SampledBatch> {
+        anyhow::ensure!(!self.prompts.is_empty(), "no micro-batch to sample for");
+        let made = self
+            .fixed_spec
+            .as_ref()
+            .context("the fixed teacher samples are not made yet")?;
+        anyhow::ensure!(
+            made == spec,
+            "the fixed teacher samples were made with {made:?}; a request with {spec:?} cannot reuse them"
+        );
+        let generated = self
+            .prompts
+            .iter()
+            .map(|p| {
+                self.fixed.get(p).cloned().with_context(|| {
+                    "a prompt of this micro-batch has no precomputed teacher sample".to_string()
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        self.completed(&generated)
     }
 }

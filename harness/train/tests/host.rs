@@ -539,3 +539,165 @@ fn a_time_budget_trains_until_it_is_spent() {
     assert_eq!(again.resumed_from, Some(r.steps_done));
     assert_eq!(again.steps_done, r.steps_done);
 }
+
+// ---------------------------------------------------------------- fixed teacher samples
+
+/// `(tag, prompt, completion)` of every teacher-sampled row a `Recorder` saw.
+static SEEN: std::sync::Mutex<Vec<(String, Vec<i64>, Vec<i64>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// A test method that trains on teacher samples (`fixed`: made once before training) and
+/// records each row it is handed.
+struct Recorder {
+    tag: String,
+    fixed: bool,
+}
+
+impl Plugin for Recorder {
+    const NAME: &'static str = "recorder";
+    const VERSION: &'static str = "0";
+    const DESCRIPTION: &'static str = "test method";
+    fn params() -> Vec<ParamSpec> {
+        vec![
+            kidbench_kd::sdk::bool_param("fixed", true, "fixed teacher samples"),
+            kidbench_kd::sdk::text_param("tag", "", "the run's name in SEEN"),
+        ]
+    }
+    fn new(p: &Params) -> anyhow::Result<Self> {
+        Ok(Recorder {
+            tag: p.text("tag")?.to_string(),
+            fixed: p.bool("fixed")?,
+        })
+    }
+    fn data_request(&mut self, _: &StepInfo) -> anyhow::Result<DataRequest> {
+        let source = if self.fixed {
+            DataSource::FixedTeacherSamples
+        } else {
+            DataSource::TeacherSamples
+        };
+        Ok(sampled(source, sampling(1.0, 6), true))
+    }
+    fn loss(&mut self, ctx: &mut Ctx<'_>) -> anyhow::Result<Tensor> {
+        let b = ctx.batch();
+        let ids = ints(&b.input_ids);
+        let labels = ints(&b.labels);
+        let t = b.input_ids.size()[1] as usize;
+        let mut seen = SEEN.lock().unwrap();
+        for r in 0..b.input_ids.size()[0] as usize {
+            let row = &ids[r * t..(r + 1) * t];
+            let lab = &labels[r * t..(r + 1) * t];
+            // the completion: the labelled positions' next tokens; the prompt: what precedes
+            let first = lab.iter().position(|&l| l != IGNORE).unwrap_or(t - 1);
+            let gen: Vec<i64> = lab.iter().copied().filter(|&l| l != IGNORE).collect();
+            seen.push((self.tag.clone(), row[..=first].to_vec(), gen));
+        }
+        drop(seen);
+        let (s, te) = (ctx.student_logits()?, ctx.teacher_logits()?);
+        Ok(divergence_loss(
+            Divergence::ReverseKl,
+            &s,
+            &te,
+            &b.loss_mask,
+            b.norm,
+            1.0,
+        )?)
+    }
+}
+
+fn recorder(fixed: bool, tag: &str) -> PluginMethod {
+    let entry = PluginEntry::from_module(kidbench_kd::sdk::module::<Recorder>(), "<test>".as_ref())
+        .unwrap();
+    entry
+        .create(&[
+            ("fixed".into(), fixed.to_string()),
+            ("tag".into(), tag.into()),
+        ])
+        .unwrap()
+}
+
+#[test]
+fn fixed_teacher_samples_are_made_once_per_prompt_before_training() {
+    // 6 distinct prompts, 3 epochs: every prompt comes back twice
+    let data = examples_v(6);
+    let cfg = TrainConfig {
+        steps: 9,
+        batch_size: 2,
+        micro_batch_size: 2,
+        lr: 1e-2,
+        warmup_steps: 1,
+        seed: 3,
+        checkpoint_every: 0,
+        log_every: 1,
+        ..Default::default()
+    };
+    let toks = tokens();
+    let go = |fixed: bool, tag: &str| {
+        let _g = torch_lock();
+        let (_tv, teacher) = tiny(21);
+        let (vs, student) = tiny(22);
+        let r = train(
+            &vs,
+            &student,
+            Some(&teacher),
+            &recorder(fixed, tag),
+            &data,
+            &toks,
+            &cfg,
+            &TrainOptions::default(),
+        )
+        .expect("trains");
+        let rows: Vec<(Vec<i64>, Vec<i64>)> = SEEN
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.0 == tag)
+            .map(|s| (s.1.clone(), s.2.clone()))
+            .collect();
+        (r, rows, weights(&vs))
+    };
+    let distinct = |rows: &[(Vec<i64>, Vec<i64>)]| {
+        let mut m: std::collections::BTreeMap<Vec<i64>, std::collections::BTreeSet<Vec<i64>>> =
+            Default::default();
+        for (p, g) in rows {
+            m.entry(p.clone()).or_default().insert(g.clone());
+        }
+        m
+    };
+
+    let (r, rows, w) = go(true, "fixed-a");
+    assert_eq!(rows.len(), 18, "9 steps of 2 rows");
+    let by_prompt = distinct(&rows);
+    assert_eq!(by_prompt.len(), 6, "every prompt visited");
+    for (p, gens) in &by_prompt {
+        assert_eq!(
+            gens.len(),
+            1,
+            "prompt {p:?} got one fixed completion, not {gens:?}"
+        );
+    }
+    // made once: nothing sampled during training; the precompute made each prompt's once
+    assert_eq!(r.token_counts.teacher_sampled, 0);
+    let made: u64 = by_prompt
+        .values()
+        .map(|g| g.iter().next().unwrap().len() as u64)
+        .sum();
+    assert_eq!(r.token_counts.teacher_precomputed, made);
+    assert_eq!(r.timings.sampling, 0.0, "no sampling inside the steps");
+    assert!(r.timings.precompute > 0.0);
+    // reproducible: the same run makes the same samples and weights
+    let (_, rows2, w2) = go(true, "fixed-b");
+    assert_eq!(rows, rows2);
+    assert_eq!(w, w2);
+
+    // fresh samples: a prompt's second visit draws again
+    let (r, rows, _) = go(false, "fresh");
+    assert_eq!(rows.len(), 18);
+    assert!(r.token_counts.teacher_sampled > 0);
+    assert_eq!(r.token_counts.teacher_precomputed, 0);
+    assert_eq!(r.timings.precompute, 0.0);
+    let redrawn = distinct(&rows).values().filter(|g| g.len() > 1).count();
+    assert!(
+        redrawn > 0,
+        "with temperature 1 some prompt's samples differ"
+    );
+}

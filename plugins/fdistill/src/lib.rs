@@ -3,9 +3,18 @@
 //! sides. The micro-batch's prompts are completed by the teacher (the data request) and by the
 //! student (a sampling callback); the loss is `½ TV(teacher samples) + ½ TV(student samples)`,
 //! each a token-level total variation `½ Σ |p_T − p_S|` normalized by its own batch's count.
+//!
+//! `teacher_samples=fresh` (the default) asks for new teacher samples at every step;
+//! `teacher_samples=fixed` asks for `FixedTeacherSamples`, as Wen et al. generate the teacher's
+//! data once before training: the host completes each training prompt once, outside the timed
+//! steps, and reuses that completion whenever the prompt comes back. Within one epoch the two
+//! draw from the same distribution (the teacher does not change); they differ in the latency
+//! charged to training and, past one epoch, in whether a prompt's teacher sequence is redrawn.
 
 use kidbench_kd::sdk::api::{DataRequest, DataSource, Model, ParamSpec, StepInfo};
-use kidbench_kd::sdk::{float_param, int_param, sampled, sampling, Ctx, Method, Params};
+use kidbench_kd::sdk::{
+    choice_param, float_param, int_param, sampled, sampling, Ctx, Method, Params,
+};
 use kidbench_kd::{divergence_loss, Divergence};
 use tch::Tensor;
 
@@ -13,6 +22,8 @@ pub struct FDistill {
     temperature: f64,
     sample_temperature: f64,
     max_new_tokens: u32,
+    /// `teacher_samples=fixed`: the teacher's samples are made once, before training.
+    fixed: bool,
 }
 
 impl Method for FDistill {
@@ -39,6 +50,12 @@ impl Method for FDistill {
                 4096,
                 "length limit of generated sequences",
             ),
+            choice_param(
+                "teacher_samples",
+                "fresh",
+                &["fresh", "fixed"],
+                "fresh: new teacher samples every step; fixed: made once before training (Wen et al.), outside the training latency",
+            ),
         ]
     }
 
@@ -47,14 +64,20 @@ impl Method for FDistill {
             temperature: p.f64("temperature")?,
             sample_temperature: p.f64("sample_temperature")?,
             max_new_tokens: u32::try_from(p.i64("max_new_tokens")?)?,
+            fixed: p.text("teacher_samples")? == "fixed",
         })
     }
 
     fn data_request(&mut self, _: &StepInfo) -> anyhow::Result<DataRequest> {
         // Both logits on the teacher samples are used (the first TV term); the student-sample
         // term runs its own sampling and forwards during `loss`.
+        let source = if self.fixed {
+            DataSource::FixedTeacherSamples
+        } else {
+            DataSource::TeacherSamples
+        };
         Ok(sampled(
-            DataSource::TeacherSamples,
+            source,
             sampling(self.sample_temperature, self.max_new_tokens),
             true,
         ))
@@ -101,9 +124,44 @@ mod tests {
     #[test]
     fn passes_plugin_check() {
         kidbench_plugin_host::check::assert_conforms(kidbench_plugin_root(), &[]);
+        kidbench_plugin_host::check::assert_conforms(
+            kidbench_plugin_root(),
+            &[("teacher_samples", "fixed")],
+        );
     }
     use kidbench_plugin_host::testing::{collate, ToyHost};
     use kidbench_plugin_host::{PluginEntry, SpecialTokens};
+
+    #[test]
+    fn fixed_teacher_samples_are_asked_for_by_name() -> anyhow::Result<()> {
+        let entry = PluginEntry::from_module(kidbench_plugin_root(), "<linked>".as_ref())?;
+        let step = StepInfo {
+            step: 3,
+            total_steps: 10,
+            micro_batch: 0,
+            seed: 9,
+        };
+        for (value, want) in [
+            (None, DataSource::TeacherSamples),
+            (Some("fresh"), DataSource::TeacherSamples),
+            (Some("fixed"), DataSource::FixedTeacherSamples),
+        ] {
+            let args: Vec<(String, String)> = value
+                .map(|v| ("teacher_samples".to_string(), v.to_string()))
+                .into_iter()
+                .collect();
+            let req = entry.create(&args)?.data_request(&step)?;
+            assert_eq!(req.source, want, "teacher_samples={value:?}");
+            // the teacher data is scored by both models either way
+            assert!(req.student_logits && req.teacher_logits);
+        }
+        let e = entry
+            .create(&[("teacher_samples".into(), "cached".into())])
+            .err()
+            .expect("an unknown choice is refused");
+        assert!(format!("{e:#}").contains("teacher_samples"), "{e:#}");
+        Ok(())
+    }
 
     #[test]
     fn tv_on_teacher_and_student_samples() -> anyhow::Result<()> {

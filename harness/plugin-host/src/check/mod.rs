@@ -903,6 +903,7 @@ fn describe(r: &crate::DataRequest) -> String {
         DataSource::GroundTruth => "ground truth",
         DataSource::StudentSamples => "student samples",
         DataSource::TeacherSamples => "teacher samples",
+        DataSource::FixedTeacherSamples => "fixed teacher samples",
     };
     let mut logits = Vec::new();
     if r.student_logits {

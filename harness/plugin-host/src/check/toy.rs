@@ -691,7 +691,10 @@ pub(crate) fn run_step(method: &PluginMethod, cfg: &StepCfg) -> Result<StepOut, 
             b
         }
         DataSource::StudentSamples => host.sample_batch(Model::Student, &req.sampling),
-        DataSource::TeacherSamples => host.sample_batch(Model::Teacher, &req.sampling),
+        // one step: a fixed teacher sample is a teacher sample
+        DataSource::TeacherSamples | DataSource::FixedTeacherSamples => {
+            host.sample_batch(Model::Teacher, &req.sampling)
+        }
     };
     let li = host.layouts.len() - 1;
     // ABI v3: the host's batch logits are exact on loss rows and 0 elsewhere.
