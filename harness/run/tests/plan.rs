@@ -85,6 +85,19 @@ fn the_plan_hash_is_the_identity_of_a_run_and_its_caches() {
     assert_eq!(p.teacher.key, p0.teacher.key);
     assert_eq!(p.tokenizer.key, p0.tokenizer.key);
     assert_ne!(p.teacher_score_key(), p0.teacher_score_key());
+    // synth-tv reports on synth dev after training on synth-val's train split: synth-val's
+    // teacher and tokenizer, synth's dev questions.
+    let mut a = base.clone();
+    a.common.benchmark = "synth-val".into();
+    let val = plan(&a);
+    a.common.benchmark = "synth-tv".into();
+    let tv = plan(&a);
+    assert_ne!(val.data.train, p0.data.train, "train without the validation domains");
+    assert_eq!(tv.data.train, val.data.train);
+    assert_eq!(tv.teacher.key, val.teacher.key);
+    assert_eq!(tv.tokenizer.key, val.tokenizer.key);
+    assert_eq!(tv.data.dev, p0.data.dev, "synth's dev questions");
+    assert_ne!(tv.data.dev, val.data.dev);
     // The dev limit changes what is scored, not what is trained.
     let mut a = base.clone();
     a.max_dev = Some(6);

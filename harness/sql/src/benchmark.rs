@@ -196,12 +196,24 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../../benchmarks/synth-val.toml"),
     ),
     (
+        "synth-tv.toml",
+        include_str!("../../../benchmarks/synth-tv.toml"),
+    ),
+    (
         "synth-syn.toml",
         include_str!("../../../benchmarks/synth-syn.toml"),
     ),
     (
         "synth-realistic.toml",
         include_str!("../../../benchmarks/synth-realistic.toml"),
+    ),
+    (
+        "synth-syn-tv.toml",
+        include_str!("../../../benchmarks/synth-syn-tv.toml"),
+    ),
+    (
+        "synth-realistic-tv.toml",
+        include_str!("../../../benchmarks/synth-realistic-tv.toml"),
     ),
 ];
 

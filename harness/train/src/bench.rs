@@ -46,8 +46,7 @@ pub fn open(
         databases: databases_dir.to_path_buf(),
     };
     let bench = registry.open(name, &roots)?;
-    // synth-fit, synth-val, synth-syn and synth-realistic read synth's files: generated the
-    // same way.
+    // synth's derived benchmarks read synth's files: generated the same way.
     if is_synth(bench.name()) {
         let out = databases_dir.join("synth");
         let suite_dir = kidbench_testsuite::default_suite_dir(databases_dir, "synth");
@@ -82,7 +81,14 @@ pub fn open(
 pub fn is_synth(name: &str) -> bool {
     matches!(
         name,
-        "synth" | "synth-fit" | "synth-val" | "synth-syn" | "synth-realistic"
+        "synth"
+            | "synth-fit"
+            | "synth-val"
+            | "synth-tv"
+            | "synth-syn"
+            | "synth-realistic"
+            | "synth-syn-tv"
+            | "synth-realistic-tv"
     )
 }
 
