@@ -371,12 +371,50 @@ impl Plugin for Probe {
     }
 }
 
-fn probe(on_policy: bool) -> PluginMethod {
+/// A test method `P` built in (not a dylib), created with `params`.
+fn method<P: Plugin>(params: &[(&str, String)]) -> PluginMethod {
     let entry =
-        PluginEntry::from_module(kidbench_kd::sdk::module::<Probe>(), "<test>".as_ref()).unwrap();
-    entry
-        .create(&[("on_policy".into(), on_policy.to_string())])
-        .unwrap()
+        PluginEntry::from_module(kidbench_kd::sdk::module::<P>(), "<test>".as_ref()).unwrap();
+    let params: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    entry.create(&params).unwrap()
+}
+
+fn probe(on_policy: bool) -> PluginMethod {
+    method::<Probe>(&[("on_policy", on_policy.to_string())])
+}
+
+/// `m` trained by `cfg` on `data`: a tiny student (init seed 12 + `offset`) with a tiny
+/// teacher (seed 11 + `offset`); the report and the student's final weights.
+fn train_tiny(
+    m: &PluginMethod,
+    data: &[Example],
+    cfg: &TrainConfig,
+    offset: i64,
+) -> (
+    kidbench_train::trainer::TrainReport,
+    Vec<(String, Vec<f64>)>,
+) {
+    let _g = torch_lock();
+    let (_tv, teacher) = tiny(11 + offset);
+    let (vs, student) = tiny(12 + offset);
+    let before = weights(&vs);
+    let r = train(
+        &vs,
+        &student,
+        Some(&teacher),
+        m,
+        data,
+        &tokens(),
+        cfg,
+        &TrainOptions::default(),
+    )
+    .expect("trains");
+    let after = weights(&vs);
+    assert!(max_abs_diff(&before, &after) > 1e-5, "weights moved");
+    (r, after)
 }
 
 fn examples_v(n: usize) -> Vec<Example> {
@@ -411,23 +449,7 @@ fn trainer_serves_sampling_and_the_teacher_deterministically() {
     };
     let toks = tokens();
     let go = |on_policy: bool| {
-        let _g = torch_lock();
-        let (_tv, teacher) = tiny(11);
-        let (vs, student) = tiny(12);
-        let before = weights(&vs);
-        let r = train(
-            &vs,
-            &student,
-            Some(&teacher),
-            &probe(on_policy),
-            &data,
-            &toks,
-            &cfg,
-            &TrainOptions::default(),
-        )
-        .expect("trains");
-        let after = weights(&vs);
-        assert!(max_abs_diff(&before, &after) > 1e-5, "weights moved");
+        let (r, after) = train_tiny(&probe(on_policy), &data, &cfg, 0);
         (after, r)
     };
     let (w1, r1) = go(true);
@@ -605,14 +627,7 @@ impl Plugin for Recorder {
 }
 
 fn recorder(fixed: bool, tag: &str) -> PluginMethod {
-    let entry = PluginEntry::from_module(kidbench_kd::sdk::module::<Recorder>(), "<test>".as_ref())
-        .unwrap();
-    entry
-        .create(&[
-            ("fixed".into(), fixed.to_string()),
-            ("tag".into(), tag.into()),
-        ])
-        .unwrap()
+    method::<Recorder>(&[("fixed", fixed.to_string()), ("tag", tag.to_string())])
 }
 
 #[test]
@@ -630,22 +645,8 @@ fn fixed_teacher_samples_are_made_once_per_prompt_before_training() {
         log_every: 1,
         ..Default::default()
     };
-    let toks = tokens();
     let go = |fixed: bool, tag: &str| {
-        let _g = torch_lock();
-        let (_tv, teacher) = tiny(21);
-        let (vs, student) = tiny(22);
-        let r = train(
-            &vs,
-            &student,
-            Some(&teacher),
-            &recorder(fixed, tag),
-            &data,
-            &toks,
-            &cfg,
-            &TrainOptions::default(),
-        )
-        .expect("trains");
+        let (r, w) = train_tiny(&recorder(fixed, tag), &data, &cfg, 10);
         let rows: Vec<(Vec<i64>, Vec<i64>)> = SEEN
             .lock()
             .unwrap()
@@ -653,7 +654,7 @@ fn fixed_teacher_samples_are_made_once_per_prompt_before_training() {
             .filter(|s| s.0 == tag)
             .map(|s| (s.1.clone(), s.2.clone()))
             .collect();
-        (r, rows, weights(&vs))
+        (r, rows, w)
     };
     let distinct = |rows: &[(Vec<i64>, Vec<i64>)]| {
         let mut m: std::collections::BTreeMap<Vec<i64>, std::collections::BTreeSet<Vec<i64>>> =
