@@ -92,7 +92,10 @@ fn the_plan_hash_is_the_identity_of_a_run_and_its_caches() {
     let val = plan(&a);
     a.common.benchmark = "synth-tv".into();
     let tv = plan(&a);
-    assert_ne!(val.data.train, p0.data.train, "train without the validation domains");
+    assert_ne!(
+        val.data.train, p0.data.train,
+        "train without the validation domains"
+    );
     assert_eq!(tv.data.train, val.data.train);
     assert_eq!(tv.teacher.key, val.teacher.key);
     assert_eq!(tv.tokenizer.key, val.tokenizer.key);
