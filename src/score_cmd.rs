@@ -820,7 +820,7 @@ pub fn run(a: &ScoreArgs) -> anyhow::Result<()> {
             student_warmup: None,
             budget: String::new(),
         },
-        outcome: Outcome::Scored(scored.record_scores(label)),
+        outcome: Outcome::Scored(Box::new(scored.record_scores(label))),
     };
     kidbench_results::write_record(&out, &record, &scored.question_verdicts())?;
     let wall = started.elapsed().as_secs_f64();

@@ -40,7 +40,7 @@ fn put(dir: &Path, method: &str, seed: u64, right: usize, secs: f64) {
             student_warmup: None,
             budget: "steps=10".into(),
         },
-        outcome: Outcome::Scored(Scored {
+        outcome: Outcome::Scored(Box::new(Scored {
             ex: right as f64 / QUESTIONS as f64,
             ts: None,
             questions: QUESTIONS,
@@ -54,7 +54,7 @@ fn put(dir: &Path, method: &str, seed: u64, right: usize, secs: f64) {
             tokens_per_second: 100.0,
             curve: Vec::new(),
             verdicts_file: verdicts_file(&label),
-        }),
+        })),
     };
     write_record(
         &dir.join(format!("cells/{method}-{seed}")),

@@ -82,7 +82,7 @@ fn loaded(side: &str, k: RecordKey, vs: Vec<QuestionVerdict>, seconds_per_step: 
             plan_hash: format!("{side}-plan"),
             label: lab.clone(),
             key: k,
-            outcome: Outcome::Scored(Scored {
+            outcome: Outcome::Scored(Box::new(Scored {
                 ex,
                 ts: None,
                 questions: vs.len(),
@@ -96,7 +96,7 @@ fn loaded(side: &str, k: RecordKey, vs: Vec<QuestionVerdict>, seconds_per_step: 
                 tokens_per_second: 1.0,
                 curve: vec![],
                 verdicts_file: verdicts_file(&lab),
-            }),
+            })),
         },
         path: PathBuf::from(format!("/{side}/records/{lab}.json")),
         verdicts: vs,

@@ -166,7 +166,7 @@ pub struct Scored {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Outcome {
-    Scored(Scored),
+    Scored(Box<Scored>),
     Failed { error: String },
 }
 
@@ -439,7 +439,7 @@ mod tests {
             curve: vec![],
             verdicts_file: verdicts_file("kid"),
         };
-        let r = record("kid", Outcome::Scored(scored));
+        let r = record("kid", Outcome::Scored(Box::new(scored)));
         let failed = record(
             "gkd",
             Outcome::Failed {

@@ -167,7 +167,7 @@ pub fn method_record(plan: &RunPlan, run: &MethodRun, params: ParamCounts) -> Re
                 final_loss: report.final_loss,
             });
             s.curve = curve.clone();
-            Outcome::Scored(s)
+            Outcome::Scored(Box::new(s))
         }
         MethodOutcome::Failed { error } => Outcome::Failed {
             error: error.clone(),

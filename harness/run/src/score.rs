@@ -286,7 +286,7 @@ pub fn fixed_score(
         plan_hash: plan_hash.to_string(),
         label: label.clone(),
         key,
-        outcome: kidbench_results::Outcome::Scored(s),
+        outcome: kidbench_results::Outcome::Scored(Box::new(s)),
     };
     scored.write_files(dir, &label)?;
     let meta = serde_json::json!({

@@ -2,34 +2,20 @@
 //! folder with every file and the long-form CSV; then the teacher cache is reused; then bad
 //! inputs (unknown benchmark/method/preset, missing model folder) fail with clear errors.
 
-use std::path::PathBuf;
+mod common;
 
-use kidbench_run::{CommonArgs, RunArgs, CSV_HEADER};
+use common::{tiny_args, workspace_databases};
+use kidbench_run::{RunArgs, CSV_HEADER};
 
-fn workspace_databases() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../databases")
-}
-
+/// The shared tiny run (tiny-s, 40 train, 12 dev) at 3 teacher and 3 student steps, in `out`.
 fn mini(out: &std::path::Path) -> RunArgs {
-    RunArgs {
-        teacher: Some("tiny-s".into()),
-        student: Some("tiny-s".into()),
-        steps: Some(3),
-        teacher_steps: Some(3),
-        out: out.to_path_buf(),
-        max_dev: Some(12),
-        gen_batch_size: 8,
-        common: CommonArgs {
-            databases_dir: workspace_databases(),
-            batch_size: 4,
-            max_train: Some(40),
-            device: "cpu".into(),
-            vocab_size: 300,
-            quiet: true,
-            ..CommonArgs::default()
-        },
-        ..RunArgs::default()
-    }
+    let mut a = tiny_args(&workspace_databases());
+    a.steps = Some(3);
+    a.teacher_steps = Some(3);
+    a.out = out.to_path_buf();
+    a.gen_batch_size = 8;
+    a.common.batch_size = 4;
+    a
 }
 
 #[test]

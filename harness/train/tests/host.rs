@@ -564,9 +564,11 @@ fn a_time_budget_trains_until_it_is_spent() {
 
 // ---------------------------------------------------------------- fixed teacher samples
 
-/// `(tag, prompt, completion)` of every teacher-sampled row a `Recorder` saw.
-static SEEN: std::sync::Mutex<Vec<(String, Vec<i64>, Vec<i64>)>> =
-    std::sync::Mutex::new(Vec::new());
+/// `(tag, prompt, completion)` of one teacher-sampled row.
+type SeenRow = (String, Vec<i64>, Vec<i64>);
+
+/// Every teacher-sampled row a `Recorder` saw.
+static SEEN: std::sync::Mutex<Vec<SeenRow>> = std::sync::Mutex::new(Vec::new());
 
 /// A test method that trains on teacher samples (`fixed`: made once before training) and
 /// records each row it is handed.

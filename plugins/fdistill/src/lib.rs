@@ -155,10 +155,9 @@ mod tests {
             // the teacher data is scored by both models either way
             assert!(req.student_logits && req.teacher_logits);
         }
-        let e = entry
-            .create(&[("teacher_samples".into(), "cached".into())])
-            .err()
-            .expect("an unknown choice is refused");
+        let Err(e) = entry.create(&[("teacher_samples".into(), "cached".into())]) else {
+            panic!("an unknown choice is refused");
+        };
         assert!(format!("{e:#}").contains("teacher_samples"), "{e:#}");
         Ok(())
     }
