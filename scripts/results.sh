@@ -14,6 +14,15 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [ "$#" -ge 1 ] || { echo "usage: scripts/results.sh SWEEP_DIR..." >&2; exit 2; }
 KB=./target/debug/kidbench
+# Without rsvg-convert a report has SVG charts only: regenerating would delete the committed PNGs.
+if ! command -v rsvg-convert >/dev/null; then
+  for d in "$@"; do
+    if compgen -G "docs/results/$(basename "$d")/charts/*.png" >/dev/null; then
+      echo "scripts/results.sh: rsvg-convert is missing, and docs/results/$(basename "$d")/charts has PNGs that regenerating would drop; install it (apt-get install librsvg2-bin) or move them away" >&2
+      exit 1
+    fi
+  done
+fi
 OUT=docs/RESULTS.md
 {
   echo "# Results (measured)"

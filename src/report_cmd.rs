@@ -169,8 +169,13 @@ pub fn sweep(a: &kidbench_run::sweep::SweepArgs) -> anyhow::Result<()> {
     if a.list || a.prepare || a.unfinished || a.emit.emit == Some(kidbench_run::emit::Emit::Slurm) {
         return Ok(());
     }
+    let copied = if s.reused > 0 {
+        format!(" ({} copied from other sweep folders)", s.reused)
+    } else {
+        String::new()
+    };
     println!(
-        "sweep {}: {} cells, {} trained now, {} done before, {} failed",
+        "sweep {}: {} cells, {} trained now, {} done before{copied}, {} failed",
         s.dir.display(),
         s.cells,
         s.trained,

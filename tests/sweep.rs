@@ -535,3 +535,107 @@ fn emit_local_and_a_sigint_mid_training_give_the_report_of_one_process() {
     );
     assert_eq!(csv, csv_ref);
 }
+
+#[test]
+fn a_cell_done_in_another_sweep_folder_is_copied_not_trained() {
+    let home = tempdir();
+    let tmp = tempdir();
+    let out = tmp.path().join("out");
+    let first = tiny_sweep(tmp.path(), "first", "methods = [\"sft\"]\nseeds = [1]");
+    let second = tiny_sweep(
+        tmp.path(),
+        "second",
+        "methods = [\"sft\", \"rkd\"]\nseeds = [1]",
+    );
+    let (ok, stdout, stderr) = kb(
+        home.path(),
+        &["sweep", &s(&first), "--out", &s(&out), "--quiet"],
+    );
+    assert!(ok, "{stdout}\n{stderr}");
+    let (ok, stdout, stderr) = kb(
+        home.path(),
+        &["sweep", &s(&second), "--out", &s(&out), "--quiet"],
+    );
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("1 trained now, 1 done before (1 copied from other sweep folders)"),
+        "{stdout}"
+    );
+    let src = cells(&out.join("first")).pop().unwrap();
+    let id = src.file_name().unwrap();
+    let copy = out.join("second/cells").join(id);
+    assert!(copy.join("DONE").is_file(), "{stderr}");
+    assert!(stderr.contains("copied from"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(copy.join("reused-from"))
+            .unwrap()
+            .trim(),
+        s(&src)
+    );
+    // the copy's verdicts are the source's, its summary names its own folder
+    let names = |d: &Path| -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(d.join("verdicts"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        v.sort();
+        v
+    };
+    let (a, b) = (names(&src), names(&copy));
+    assert!(!a.is_empty());
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(std::fs::read(x).unwrap(), std::fs::read(y).unwrap());
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(copy.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["dir"].as_str().unwrap(), s(&copy));
+    let source_summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        source_summary["dir"].as_str().unwrap(),
+        s(&src),
+        "source untouched"
+    );
+    // --no-reuse in a third folder trains both; a cell not done in the source is never copied
+    std::fs::remove_file(src.join("DONE")).unwrap();
+    let third = tiny_sweep(tmp.path(), "third", "methods = [\"sft\"]\nseeds = [1]");
+    let (ok, stdout, stderr) = kb(
+        home.path(),
+        &["sweep", &s(&third), "--out", &s(&out), "--quiet"],
+    );
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("0 trained now, 1 done before (1 copied"),
+        "the done copy in `second` serves: {stdout}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("third/cells").join(id).join("reused-from"))
+            .unwrap()
+            .trim(),
+        s(&copy),
+        "copied from the done cell, not from the one without DONE"
+    );
+    let fourth = tiny_sweep(tmp.path(), "fourth", "methods = [\"sft\"]\nseeds = [1]");
+    let (ok, stdout, stderr) = kb(
+        home.path(),
+        &[
+            "sweep",
+            &s(&fourth),
+            "--out",
+            &s(&out),
+            "--quiet",
+            "--no-reuse",
+        ],
+    );
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("1 trained now, 0 done before, 0 failed"),
+        "{stdout}"
+    );
+    assert!(!out
+        .join("fourth/cells")
+        .join(id)
+        .join("reused-from")
+        .exists());
+}

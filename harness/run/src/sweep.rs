@@ -19,7 +19,9 @@
 //! last, atomically); a method that failed leaves `FAILED` instead. Running the sweep again skips
 //! done cells, resumes an interrupted cell from its last checkpoint, re-runs failed cells only
 //! with `--retry-failed`, and refuses a sweep folder written for other cells, or a cell folder
-//! whose plan is not its name. Shared artifacts (synth, test suite, tokenizer, teacher, student
+//! whose plan is not its name. A pending cell that another sweep folder under `--out` holds
+//! done with the same plan hash is copied from there instead of trained (`--no-reuse` trains
+//! it). Shared artifacts (synth, test suite, tokenizer, teacher, student
 //! warm-up and their scores) are built once under locks and reused by every cell.
 
 use std::collections::BTreeMap;
@@ -70,6 +72,10 @@ pub struct SweepArgs {
     /// too with --retry-failed) as a Slurm `--array` list (`0-3,7`), and run nothing.
     #[arg(long, conflicts_with_all = ["list", "cell", "prepare"])]
     pub unfinished: bool,
+    /// Train every pending cell here, instead of copying a done cell with the same plan hash
+    /// from another sweep folder under `--out`.
+    #[arg(long)]
+    pub no_reuse: bool,
     /// Hand the sweep to a scheduler instead of running it here (docs/SCALING.md).
     #[command(flatten)]
     pub emit: crate::emit::EmitArgs,
@@ -746,6 +752,96 @@ fn prepared_key(p: &RunPlan) -> String {
     }))
 }
 
+/// The file a copied cell names its source in.
+pub const REUSED_FROM: &str = "reused-from";
+
+/// Copies into `dir` each pending cell that another sweep folder under `out` holds done with
+/// the same plan hash (a plan's hash is its identity: the same plan trains the same student and
+/// writes the same verdicts). Files are hard-linked where the file system allows, copied
+/// otherwise; the copy names its source in [`REUSED_FROM`] and its own folder in `summary.json`.
+/// Its timings are those of the run that made it. Returns the copied cells and their sources.
+pub fn reuse_done_cells<'a>(
+    out: &Path,
+    dir: &Path,
+    cells: &'a [Cell],
+) -> anyhow::Result<Vec<(&'a Cell, PathBuf)>> {
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return Ok(Vec::new());
+    };
+    let mut others: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("cells").is_dir() && !same_folder(p, dir))
+        .collect();
+    others.sort();
+    let mut copied = Vec::new();
+    for cell in cells {
+        let target = dir.join("cells").join(cell.id());
+        if target.exists() {
+            continue;
+        }
+        let hash = cell.plan.hash();
+        let Some(src) = others
+            .iter()
+            .map(|o| o.join("cells").join(cell.id()))
+            .find(|s| {
+                files::recorded_plan_hash(s).ok().flatten().as_deref() == Some(hash.as_str())
+                    && folder_state(s).is_ok_and(|st| st == CellState::Done)
+            })
+        else {
+            continue;
+        };
+        let _lock = LockFile::acquire(&lock_path(&target))?;
+        if target.exists() {
+            continue; // another process got here first
+        }
+        let tmp = target.with_file_name(format!("{}.reusing", cell.id()));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
+        }
+        link_tree(&src, &tmp)?;
+        let summary = tmp.join("summary.json");
+        if summary.is_file() {
+            let text = std::fs::read_to_string(&summary)
+                .with_context(|| format!("reading {}", summary.display()))?;
+            let mut v: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not JSON", summary.display()))?;
+            if let Some(d) = v.get_mut("dir") {
+                *d = serde_json::Value::String(target.display().to_string());
+            }
+            files::write_json(&summary, &v)?; // a new file: the source's link is left as it was
+        }
+        std::fs::write(tmp.join(REUSED_FROM), format!("{}\n", src.display()))
+            .with_context(|| format!("writing {}", tmp.join(REUSED_FROM).display()))?;
+        std::fs::rename(&tmp, &target)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), target.display()))?;
+        copied.push((cell, src));
+    }
+    Ok(copied)
+}
+
+fn same_folder(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// Recreates the tree `src` at `dst`, hard-linking files (copying them where linking fails).
+fn link_tree(src: &Path, dst: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dst).with_context(|| format!("creating {}", dst.display()))?;
+    for e in std::fs::read_dir(src).with_context(|| format!("reading {}", src.display()))? {
+        let e = e.with_context(|| format!("reading {}", src.display()))?;
+        let (from, to) = (e.path(), dst.join(e.file_name()));
+        if e.file_type()?.is_dir() {
+            link_tree(&from, &to)?;
+        } else if std::fs::hard_link(&from, &to).is_err() {
+            std::fs::copy(&from, &to)
+                .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// What running one cell did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CellRun {
@@ -805,6 +901,8 @@ pub struct SweepSummary {
     pub cells: usize,
     pub trained: usize,
     pub skipped_done: usize,
+    /// Of those, the cells copied from other sweep folders now.
+    pub reused: usize,
     /// (cell index, error) of cells whose method failed (this time or before).
     pub failed: Vec<(usize, String)>,
 }
@@ -817,6 +915,7 @@ impl SweepSummary {
             cells,
             trained: 0,
             skipped_done: 0,
+            reused: 0,
             failed: Vec::new(),
         }
     }
@@ -849,6 +948,19 @@ pub fn sweep(args: &SweepArgs) -> anyhow::Result<SweepSummary> {
         return Ok(SweepSummary::nothing_run(dir, cells.len()));
     }
     claim_folder(&dir, &file, &cells)?;
+    let mut reused = 0;
+    if !args.no_reuse && !args.prepare {
+        for (cell, from) in reuse_done_cells(&args.out, &dir, &cells)? {
+            reused += 1;
+            eprintln!(
+                "kidbench: cell {} ({} seed {}): copied from {} (same plan hash; --no-reuse trains it)",
+                cell.spec.index,
+                cell.plan.methods[0].spec(),
+                cell.plan.seed,
+                from.display()
+            );
+        }
+    }
     match args.emit.emit {
         Some(crate::emit::Emit::Slurm) => {
             let e = crate::emit::emit_slurm(args, &file, &cells, &dir)?;
@@ -903,6 +1015,7 @@ pub fn sweep(args: &SweepArgs) -> anyhow::Result<SweepSummary> {
                 cells: cells.len(),
                 trained: runs.iter().filter(|r| r.ok).count(),
                 skipped_done: done_before,
+                reused,
                 failed,
             });
         }
@@ -923,6 +1036,7 @@ pub fn sweep(args: &SweepArgs) -> anyhow::Result<SweepSummary> {
         cells: cells.len(),
         trained: 0,
         skipped_done: 0,
+        reused,
         failed: Vec::new(),
     };
     let mut prepared: Option<(String, Prepared)> = None;
