@@ -205,6 +205,14 @@ pub struct RunArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub student_warmup: Option<usize>,
+    /// Start every student from the teacher's own training run at this step (its checkpoint
+    /// there: same schedule, stopped early), instead of a separate warm-up. The student and
+    /// teacher presets must be the same; a student with a training gap, not a capacity gap.
+    /// Trained in the teacher's run: the teacher resumes from it, so the init costs no steps of
+    /// its own. Scored as `student_init`.
+    #[arg(long, conflicts_with = "student_warmup")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub student_from_teacher_step: Option<usize>,
     /// Results root; the run writes `<out>/<run-id>/`.
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
@@ -297,6 +305,7 @@ impl Default for RunArgs {
             lr: None,
             warmup_steps: None,
             student_warmup: None,
+            student_from_teacher_step: None,
             out: "results".into(),
             resume: false,
             max_dev: None,

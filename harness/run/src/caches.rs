@@ -358,7 +358,7 @@ fn build_sft_model(
         metrics_path: Some(dir.join("metrics.jsonl")),
         progress: !quiet,
         label: format!("{} {}", role.words(), resolved.name()),
-        stop_after: None,
+        stop_after: plan.stop_after,
     };
     let sft = kidbench_train::method::builtin_sft()?;
     let report = trainer::train(
@@ -390,7 +390,9 @@ fn build_sft_model(
     let report = serde_json::to_value(&report)?;
     write_atomic(&done, serde_json::to_string_pretty(&report)?.as_bytes())
         .with_context(|| format!("writing {}", done.display()))?;
-    let _ = std::fs::remove_dir_all(dir.join("checkpoints"));
+    if plan.stop_after.is_none() {
+        let _ = std::fs::remove_dir_all(dir.join("checkpoints"));
+    } // else its last checkpoint is where the full run resumes (`seed_full_run`)
     let mut parts = vec!["model", "teacher.json", "key.json"];
     if plan.lora.is_some() {
         parts.push("adapter");
@@ -403,6 +405,43 @@ fn build_sft_model(
         report,
         role,
     })
+}
+
+/// Lets the full run of an SFT model start from `early`, the same run stopped early
+/// (`--student-from-teacher-step`): copies `early`'s last checkpoint and metrics into the full
+/// run's folder, unless that run is cached or has a checkpoint of its own. Training is
+/// deterministic, so the resumed run is the run trained straight through. True when it seeded.
+pub fn seed_full_run(early: &SftModel, full: &SftModelPlan, role: Role) -> anyhow::Result<bool> {
+    let dir = kidbench_home().join(role.cache_dir()).join(&full.key[..16]);
+    let _lock = lock(&dir)?;
+    let ckpts = dir.join("checkpoints");
+    if dir.join("teacher.json").is_file() || trainer::latest_checkpoint(&ckpts)?.is_some() {
+        return Ok(false);
+    }
+    let Some(src) = trainer::latest_checkpoint(&early.dir.join("checkpoints"))? else {
+        return Ok(false); // an early run cached before it kept its checkpoint
+    };
+    let name = src.file_name().context("a checkpoint folder has a name")?;
+    let dst = ckpts.join(name);
+    std::fs::create_dir_all(&dst).with_context(|| format!("creating {}", dst.display()))?;
+    for e in std::fs::read_dir(&src).with_context(|| format!("reading {}", src.display()))? {
+        let from = e?.path();
+        let to = dst.join(from.file_name().context("a file name")?);
+        std::fs::copy(&from, &to)
+            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    }
+    let metrics = early.dir.join("metrics.jsonl");
+    if metrics.is_file() {
+        std::fs::copy(&metrics, dir.join("metrics.jsonl"))
+            .with_context(|| format!("copying {}", metrics.display()))?;
+    }
+    // `latest` last: until it exists the folder holds no checkpoint
+    write_atomic(
+        &ckpts.join("latest"),
+        format!("{}\n", name.to_string_lossy()).as_bytes(),
+    )
+    .with_context(|| format!("writing {}", ckpts.join("latest").display()))?;
+    Ok(true)
 }
 
 /// The teacher of `plan`.

@@ -80,6 +80,24 @@ impl Prepared {
                 score::score_dev(ctx, &tok, &m.lm.model, limits, batch, label, quiet)
             })
         };
+        // A student init that is the teacher's run at an earlier step is trained first; the
+        // teacher's run then continues from its checkpoint instead of repeating those steps.
+        let early = match &plan.student.init {
+            plan::StudentInit::Warmup { model, .. } if model.stop_after.is_some() => {
+                let m = caches::student_init(ctx, &tok, plan, quiet)?;
+                if let Some(m) = &m {
+                    if caches::seed_full_run(m, &plan.teacher, caches::Role::Teacher)? {
+                        eprintln!(
+                            "kidbench: the teacher's run continues from the student init (its step {} of {})",
+                            model.stop_after.unwrap_or_default(),
+                            plan.teacher.train.steps
+                        );
+                    }
+                }
+                Some(m)
+            }
+            _ => None,
+        };
         let teacher = caches::teacher(ctx, &tok, plan, quiet)?;
         let teacher_score = fixed(
             &teacher,
@@ -90,7 +108,7 @@ impl Prepared {
                 plan.teacher.max_target_tokens,
             ),
         )?;
-        let init = match caches::student_init(ctx, &tok, plan, quiet)? {
+        let init = match early.map_or_else(|| caches::student_init(ctx, &tok, plan, quiet), Ok)? {
             None => None,
             Some(init) => {
                 let key = plan.init_score_key().context("a warm-up has a score key")?;
@@ -219,6 +237,13 @@ fn write_results(
         None => format!("{} steps per student", plan.student.train.steps),
     };
     let budget_text = match (&init, &plan.student.init) {
+        (Some(s), plan::StudentInit::Warmup { steps, model }) if model.stop_after.is_some() => {
+            format!(
+                "{budget_text}, each starting from the teacher's own run at step {steps} of {} (student_init: EX {} %)",
+                model.train.steps,
+                table::pct(s.ex)
+            )
+        }
         (Some(s), plan::StudentInit::Warmup { steps, .. }) => format!(
             "{budget_text}, each starting from {} after {steps} SFT steps (student_init: EX {} %)",
             plan.student.preset,

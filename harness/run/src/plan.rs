@@ -113,6 +113,10 @@ pub struct SftModelPlan {
     /// `--teacher-lora`: only LoRA adapters train (then merged into the cached model).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lora: Option<LoraPlan>,
+    /// The run of `train` stopped after this many steps (`--student-from-teacher-step`: the
+    /// teacher's run at an earlier step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_after: Option<usize>,
     /// Cache key: a hash of the fields above with the train data and the tokenizer.
     pub key: String,
 }
@@ -587,6 +591,7 @@ fn sft_model_plan(
     device: &str,
     dtype: Option<&str>,
     lora: Option<LoraPlan>,
+    stop_after: Option<usize>,
 ) -> anyhow::Result<SftModelPlan> {
     let source = model_source(resolved)?;
     let mut key = with_dtype(
@@ -610,6 +615,9 @@ fn sft_model_plan(
     if let (Some(l), Some(obj)) = (&lora, key.as_object_mut()) {
         obj.insert("lora".into(), serde_json::to_value(l)?);
     }
+    if let (Some(s), Some(obj)) = (stop_after, key.as_object_mut()) {
+        obj.insert("stop_after".into(), s.into());
+    }
     let key = hash_of(&key);
     Ok(SftModelPlan {
         preset: resolved.name().to_string(),
@@ -618,6 +626,7 @@ fn sft_model_plan(
         max_target_tokens: resolved.max_target_tokens(),
         train,
         lora,
+        stop_after,
         key,
     })
 }
@@ -740,6 +749,7 @@ impl RunPlan {
             &device,
             dtype.as_deref(),
             lora,
+            None,
         )?;
         let (steps, time_budget) = student_budget(args)?;
         let mut student_train = train_config(
@@ -774,12 +784,49 @@ impl RunPlan {
         student_train
             .validate()
             .context("the students' training configuration")?;
-        let init = match args.student_warmup {
-            None => StudentInit::Preset,
-            Some(0) => {
+        let init = match (args.student_warmup, args.student_from_teacher_step) {
+            (_, Some(step)) => {
+                let flag = format!("--student-from-teacher-step {step}");
+                if step == 0 || step >= teacher.train.steps {
+                    anyhow::bail!(
+                        "{flag}: give a step between 1 and the teacher's {} steps (--teacher-steps)",
+                        teacher.train.steps
+                    );
+                }
+                if teacher.lora.is_some() {
+                    anyhow::bail!(
+                        "{flag}: a LoRA teacher's run trains adapters only; use --student-warmup"
+                    );
+                }
+                if ctx.student.name() != ctx.teacher.name()
+                    || model_source(&ctx.student)? != teacher.source
+                    || args.student_layers.is_some()
+                {
+                    anyhow::bail!(
+                        "{flag}: the student ({}) must be the teacher's model ({}), a checkpoint of its run",
+                        ctx.student.name(),
+                        ctx.teacher.name()
+                    );
+                }
+                StudentInit::Warmup {
+                    steps: step,
+                    model: Box::new(sft_model_plan(
+                        ctx,
+                        &tokenizer,
+                        &ctx.teacher,
+                        teacher.train.clone(),
+                        &device,
+                        dtype.as_deref(),
+                        None,
+                        Some(step),
+                    )?),
+                }
+            }
+            (None, None) => StudentInit::Preset,
+            (Some(0), None) => {
                 anyhow::bail!("--student-warmup 0: give a number of SFT steps, or leave it out")
             }
-            Some(steps) => {
+            (Some(steps), None) => {
                 let cfg = train_config(
                     &ctx.student,
                     Some(steps),
@@ -797,6 +844,7 @@ impl RunPlan {
                         cfg,
                         &device,
                         dtype.as_deref(),
+                        None,
                         None,
                     )?),
                 }

@@ -638,7 +638,9 @@ pub fn train_with_hook(
         done = step + 1;
         let elapsed = t0.elapsed().as_secs_f64() - paused;
         let out_of_time = budget.is_some_and(|b| spent(&t0, paused) >= b);
-        let last = done == cfg.steps || out_of_time;
+        // `end` is `cfg.steps` unless the run stops early (`stop_after`): either way its last
+        // step is checkpointed.
+        let last = done == end || out_of_time;
         let tps = tokens_seen as f64 / elapsed.max(1e-9);
         bar.set_position(match budget {
             Some(_) => spent(&t0, paused) as u64,
