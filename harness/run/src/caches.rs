@@ -358,7 +358,8 @@ fn build_sft_model(
         metrics_path: Some(dir.join("metrics.jsonl")),
         progress: !quiet,
         label: format!("{} {}", role.words(), resolved.name()),
-        stop_after: plan.stop_after,
+        stop_after: None,
+        end_at: plan.end_at,
     };
     let sft = kidbench_train::method::builtin_sft()?;
     let report = trainer::train(
@@ -390,7 +391,7 @@ fn build_sft_model(
     let report = serde_json::to_value(&report)?;
     write_atomic(&done, serde_json::to_string_pretty(&report)?.as_bytes())
         .with_context(|| format!("writing {}", done.display()))?;
-    if plan.stop_after.is_none() {
+    if plan.end_at.is_none() {
         let _ = std::fs::remove_dir_all(dir.join("checkpoints"));
     } // else its last checkpoint is where the full run resumes (`seed_full_run`)
     let mut parts = vec!["model", "teacher.json", "key.json"];

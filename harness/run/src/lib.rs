@@ -83,13 +83,13 @@ impl Prepared {
         // A student init that is the teacher's run at an earlier step is trained first; the
         // teacher's run then continues from its checkpoint instead of repeating those steps.
         let early = match &plan.student.init {
-            plan::StudentInit::Warmup { model, .. } if model.stop_after.is_some() => {
+            plan::StudentInit::Warmup { model, .. } if model.end_at.is_some() => {
                 let m = caches::student_init(ctx, &tok, plan, quiet)?;
                 if let Some(m) = &m {
                     if caches::seed_full_run(m, &plan.teacher, caches::Role::Teacher)? {
                         eprintln!(
                             "kidbench: the teacher's run continues from the student init (its step {} of {})",
-                            model.stop_after.unwrap_or_default(),
+                            model.end_at.unwrap_or_default(),
                             plan.teacher.train.steps
                         );
                     }
@@ -237,7 +237,7 @@ fn write_results(
         None => format!("{} steps per student", plan.student.train.steps),
     };
     let budget_text = match (&init, &plan.student.init) {
-        (Some(s), plan::StudentInit::Warmup { steps, model }) if model.stop_after.is_some() => {
+        (Some(s), plan::StudentInit::Warmup { steps, model }) if model.end_at.is_some() => {
             format!(
                 "{budget_text}, each starting from the teacher's own run at step {steps} of {} (student_init: EX {} %)",
                 model.train.steps,

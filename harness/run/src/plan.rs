@@ -113,10 +113,10 @@ pub struct SftModelPlan {
     /// `--teacher-lora`: only LoRA adapters train (then merged into the cached model).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lora: Option<LoraPlan>,
-    /// The run of `train` stopped after this many steps (`--student-from-teacher-step`: the
+    /// The run of `train` ended after this many steps (`--student-from-teacher-step`: the
     /// teacher's run at an earlier step).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stop_after: Option<usize>,
+    pub end_at: Option<usize>,
     /// Cache key: a hash of the fields above with the train data and the tokenizer.
     pub key: String,
 }
@@ -591,7 +591,7 @@ fn sft_model_plan(
     device: &str,
     dtype: Option<&str>,
     lora: Option<LoraPlan>,
-    stop_after: Option<usize>,
+    end_at: Option<usize>,
 ) -> anyhow::Result<SftModelPlan> {
     let source = model_source(resolved)?;
     let mut key = with_dtype(
@@ -615,8 +615,8 @@ fn sft_model_plan(
     if let (Some(l), Some(obj)) = (&lora, key.as_object_mut()) {
         obj.insert("lora".into(), serde_json::to_value(l)?);
     }
-    if let (Some(s), Some(obj)) = (stop_after, key.as_object_mut()) {
-        obj.insert("stop_after".into(), s.into());
+    if let (Some(s), Some(obj)) = (end_at, key.as_object_mut()) {
+        obj.insert("end_at".into(), s.into());
     }
     let key = hash_of(&key);
     Ok(SftModelPlan {
@@ -626,7 +626,7 @@ fn sft_model_plan(
         max_target_tokens: resolved.max_target_tokens(),
         train,
         lora,
-        stop_after,
+        end_at,
         key,
     })
 }

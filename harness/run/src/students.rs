@@ -137,6 +137,7 @@ fn train_one(
         progress: !shared.quiet,
         label: format!("{} {}", method.label, ctx.student.name()),
         stop_after: None,
+        end_at: None,
     };
     let curve_path = dir.join("curves").join(format!("{}.jsonl", method.label));
     let start = if resume { resume_step(&ckpt_dir) } else { 0 };

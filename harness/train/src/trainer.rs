@@ -124,6 +124,9 @@ pub struct TrainOptions {
     pub label: String,
     /// Stop (as if killed) once this many steps are done; used by tests of `resume`.
     pub stop_after: Option<usize>,
+    /// End the run of the configuration after this many of its steps, checkpointing that last
+    /// step: an earlier checkpoint of the same schedule (which a full run can resume from).
+    pub end_at: Option<usize>,
 }
 
 /// What a finished (or stopped) run reports.
@@ -470,7 +473,10 @@ pub fn train_with_hook(
     let mut tokens_seen = 0i64;
     let mut target_tokens = 0i64;
     let t0 = Instant::now();
-    let end = opts.stop_after.map_or(cfg.steps, |s| s.min(cfg.steps));
+    let end = [opts.stop_after, opts.end_at]
+        .into_iter()
+        .flatten()
+        .fold(cfg.steps, usize::min);
     // Seconds spent in `after_step`, which are not training time.
     let mut paused = 0.0f64;
     let spent = |t0: &Instant, paused: f64| prior_seconds + t0.elapsed().as_secs_f64() - paused;
@@ -638,9 +644,7 @@ pub fn train_with_hook(
         done = step + 1;
         let elapsed = t0.elapsed().as_secs_f64() - paused;
         let out_of_time = budget.is_some_and(|b| spent(&t0, paused) >= b);
-        // `end` is `cfg.steps` unless the run stops early (`stop_after`): either way its last
-        // step is checkpointed.
-        let last = done == end || out_of_time;
+        let last = done == cfg.steps || Some(done) == opts.end_at || out_of_time;
         let tps = tokens_seen as f64 / elapsed.max(1e-9);
         bar.set_position(match budget {
             Some(_) => spent(&t0, paused) as u64,

@@ -171,6 +171,35 @@ fn killed_and_resumed_equals_uninterrupted() {
 }
 
 #[test]
+fn a_run_ended_early_is_checkpointed_there_and_the_full_run_continues_from_it() {
+    let data = examples(30);
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(10, 4);
+    c.checkpoint_every = 4;
+    let (straight, _) = run(&c, &data, &TrainOptions::default());
+    let opts = TrainOptions {
+        checkpoint_dir: Some(dir.path().join("ckpt")),
+        resume: true,
+        end_at: Some(6), // not a multiple of checkpoint_every: checkpointed because it ends
+        ..Default::default()
+    };
+    let (early, r1) = run(&c, &data, &opts);
+    assert_eq!(r1.steps_done, 6);
+    assert!(dir.path().join("ckpt/step-6/state.safetensors").is_file());
+    assert_ne!(early, straight);
+    let (full, r2) = run(
+        &c,
+        &data,
+        &TrainOptions {
+            end_at: None,
+            ..opts
+        },
+    );
+    assert_eq!(r2.resumed_from, Some(6));
+    assert_eq!(full, straight, "the continued run is the straight one");
+}
+
+#[test]
 fn corrupt_checkpoint_is_a_clear_error() {
     let data = examples(20);
     let dir = tempfile::tempdir().unwrap();
