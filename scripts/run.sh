@@ -2,16 +2,17 @@
 # Sets up (cached, idempotent), builds and runs kidbench. Any arguments are passed to kidbench.
 #
 # With no arguments: the newcomer's distillation comparison on the generated synth benchmark.
-# A tiny-m teacher (the default, 2000 steps, cached after the first run), a tiny-m student warmed
-# up by 1200 SFT steps (cached too: the stand-in for a pretrained student), then SFT and KID from
-# that student under one budget (100 steps), all scored by execution on 552 synth dev questions.
+# A tiny-m teacher (the default, 2000 steps, cached after the first run), a tiny-m student that is
+# the teacher's own run at step 1200 (cached too: the stand-in for a pretrained student; the
+# teacher's run continues from it, so it costs no extra steps), then SFT and KID from that student
+# under one budget (100 steps), all scored by execution on 552 synth dev questions.
 # It prints each model's EX/TS, KID's latency relative to SFT, and KID's EX difference from SFT
 # with its 95 % confidence interval and McNemar's p.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/env.sh
 if [ "$#" -eq 0 ]; then
-  cargo run --locked --quiet -- run --methods sft,kid --student tiny-m --student-warmup 1200 \
+  cargo run --locked --quiet -- run --methods sft,kid --student tiny-m --student-from-teacher-step 1200 \
     --steps 100 --max-dev 552
   echo "full comparisons: kidbench sweep sweeps/table3.toml (seven methods x 3 seeds; --quick for 15 min), results in docs/RESULTS.md"
   exit 0
