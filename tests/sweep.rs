@@ -547,16 +547,23 @@ fn a_cell_done_in_another_sweep_folder_is_copied_not_trained() {
         "second",
         "methods = [\"sft\", \"rkd\"]\nseeds = [1]",
     );
-    let (ok, stdout, stderr) = kb(
-        home.path(),
-        &["sweep", &s(&first), "--out", &s(&out), "--quiet"],
-    );
-    assert!(ok, "{stdout}\n{stderr}");
-    let (ok, stdout, stderr) = kb(
-        home.path(),
-        &["sweep", &s(&second), "--out", &s(&out), "--quiet"],
-    );
-    assert!(ok, "{stdout}\n{stderr}");
+    // `kidbench sweep FILE --out OUT --quiet EXTRA...`, which must succeed: (stdout, stderr)
+    let sweep = |file: &Path, extra: &[&str]| -> (String, String) {
+        let mut a = vec![
+            "sweep".to_string(),
+            s(file),
+            "--out".into(),
+            s(&out),
+            "--quiet".into(),
+        ];
+        a.extend(extra.iter().map(|x| x.to_string()));
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        let (ok, stdout, stderr) = kb(home.path(), &refs);
+        assert!(ok, "{stdout}\n{stderr}");
+        (stdout, stderr)
+    };
+    sweep(&first, &[]);
+    let (stdout, stderr) = sweep(&second, &[]);
     assert!(
         stdout.contains("1 trained now, 1 done before (1 copied from other sweep folders)"),
         "{stdout}"
@@ -600,11 +607,7 @@ fn a_cell_done_in_another_sweep_folder_is_copied_not_trained() {
     // --no-reuse in a third folder trains both; a cell not done in the source is never copied
     std::fs::remove_file(src.join("DONE")).unwrap();
     let third = tiny_sweep(tmp.path(), "third", "methods = [\"sft\"]\nseeds = [1]");
-    let (ok, stdout, stderr) = kb(
-        home.path(),
-        &["sweep", &s(&third), "--out", &s(&out), "--quiet"],
-    );
-    assert!(ok, "{stdout}\n{stderr}");
+    let (stdout, _) = sweep(&third, &[]);
     assert!(
         stdout.contains("0 trained now, 1 done before (1 copied"),
         "the done copy in `second` serves: {stdout}"
@@ -617,18 +620,7 @@ fn a_cell_done_in_another_sweep_folder_is_copied_not_trained() {
         "copied from the done cell, not from the one without DONE"
     );
     let fourth = tiny_sweep(tmp.path(), "fourth", "methods = [\"sft\"]\nseeds = [1]");
-    let (ok, stdout, stderr) = kb(
-        home.path(),
-        &[
-            "sweep",
-            &s(&fourth),
-            "--out",
-            &s(&out),
-            "--quiet",
-            "--no-reuse",
-        ],
-    );
-    assert!(ok, "{stdout}\n{stderr}");
+    let (stdout, _) = sweep(&fourth, &["--no-reuse"]);
     assert!(
         stdout.contains("1 trained now, 0 done before, 0 failed"),
         "{stdout}"

@@ -591,7 +591,6 @@ fn sft_model_plan(
     device: &str,
     dtype: Option<&str>,
     lora: Option<LoraPlan>,
-    end_at: Option<usize>,
 ) -> anyhow::Result<SftModelPlan> {
     let source = model_source(resolved)?;
     let mut key = with_dtype(
@@ -615,9 +614,6 @@ fn sft_model_plan(
     if let (Some(l), Some(obj)) = (&lora, key.as_object_mut()) {
         obj.insert("lora".into(), serde_json::to_value(l)?);
     }
-    if let (Some(s), Some(obj)) = (end_at, key.as_object_mut()) {
-        obj.insert("end_at".into(), s.into());
-    }
     let key = hash_of(&key);
     Ok(SftModelPlan {
         preset: resolved.name().to_string(),
@@ -626,7 +622,7 @@ fn sft_model_plan(
         max_target_tokens: resolved.max_target_tokens(),
         train,
         lora,
-        end_at,
+        end_at: None,
         key,
     })
 }
@@ -749,7 +745,6 @@ impl RunPlan {
             &device,
             dtype.as_deref(),
             lora,
-            None,
         )?;
         let (steps, time_budget) = student_budget(args)?;
         let mut student_train = train_config(
@@ -808,18 +803,13 @@ impl RunPlan {
                         ctx.teacher.name()
                     );
                 }
+                // the teacher's run, ended at `step`: its key is the run's and the step
+                let mut model = teacher.clone();
+                model.end_at = Some(step);
+                model.key = hash_of(&serde_json::json!({"run": teacher.key, "end_at": step}));
                 StudentInit::Warmup {
                     steps: step,
-                    model: Box::new(sft_model_plan(
-                        ctx,
-                        &tokenizer,
-                        &ctx.teacher,
-                        teacher.train.clone(),
-                        &device,
-                        dtype.as_deref(),
-                        None,
-                        Some(step),
-                    )?),
+                    model: Box::new(model),
                 }
             }
             (None, None) => StudentInit::Preset,
@@ -844,7 +834,6 @@ impl RunPlan {
                         cfg,
                         &device,
                         dtype.as_deref(),
-                        None,
                         None,
                     )?),
                 }
