@@ -423,14 +423,8 @@ pub fn seed_full_run(early: &SftModel, full: &SftModelPlan, role: Role) -> anyho
         return Ok(false); // an early run cached before it kept its checkpoint
     };
     let name = src.file_name().context("a checkpoint folder has a name")?;
-    let dst = ckpts.join(name);
-    std::fs::create_dir_all(&dst).with_context(|| format!("creating {}", dst.display()))?;
-    for e in std::fs::read_dir(&src).with_context(|| format!("reading {}", src.display()))? {
-        let from = e?.path();
-        let to = dst.join(from.file_name().context("a file name")?);
-        std::fs::copy(&from, &to)
-            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
-    }
+    // linked: the full run never writes into a checkpoint it loads, it writes new ones
+    crate::files::link_tree(&src, &ckpts.join(name))?;
     let metrics = early.dir.join("metrics.jsonl");
     if metrics.is_file() {
         std::fs::copy(&metrics, dir.join("metrics.jsonl"))

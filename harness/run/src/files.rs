@@ -519,3 +519,19 @@ impl<'a> Csv<'a> {
         self.push(method, params, "all", "final_loss", r.final_loss, n);
     }
 }
+
+/// Recreates the tree `src` at `dst`, hard-linking files (copying them where linking fails).
+pub fn link_tree(src: &Path, dst: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dst).with_context(|| format!("creating {}", dst.display()))?;
+    for e in std::fs::read_dir(src).with_context(|| format!("reading {}", src.display()))? {
+        let e = e.with_context(|| format!("reading {}", src.display()))?;
+        let (from, to) = (e.path(), dst.join(e.file_name()));
+        if e.file_type()?.is_dir() {
+            link_tree(&from, &to)?;
+        } else if std::fs::hard_link(&from, &to).is_err() {
+            std::fs::copy(&from, &to)
+                .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+        }
+    }
+    Ok(())
+}

@@ -798,7 +798,7 @@ pub fn reuse_done_cells<'a>(
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
         }
-        link_tree(&src, &tmp)?;
+        files::link_tree(&src, &tmp)?;
         let summary = tmp.join("summary.json");
         if summary.is_file() {
             let text = std::fs::read_to_string(&summary)
@@ -824,22 +824,6 @@ fn same_folder(a: &Path, b: &Path) -> bool {
         (Ok(a), Ok(b)) => a == b,
         _ => a == b,
     }
-}
-
-/// Recreates the tree `src` at `dst`, hard-linking files (copying them where linking fails).
-fn link_tree(src: &Path, dst: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dst).with_context(|| format!("creating {}", dst.display()))?;
-    for e in std::fs::read_dir(src).with_context(|| format!("reading {}", src.display()))? {
-        let e = e.with_context(|| format!("reading {}", src.display()))?;
-        let (from, to) = (e.path(), dst.join(e.file_name()));
-        if e.file_type()?.is_dir() {
-            link_tree(&from, &to)?;
-        } else if std::fs::hard_link(&from, &to).is_err() {
-            std::fs::copy(&from, &to)
-                .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
-        }
-    }
-    Ok(())
 }
 
 /// What running one cell did.
