@@ -306,6 +306,7 @@ fn explain(
                 " Latency: seconds per training step over {}'s in the same seed, mean over seeds.",
                 base.label
             ));
+            text.push_str(&one_off_text(s, base));
         }
     } else {
         text.push_str(&format!(
@@ -314,6 +315,31 @@ fn explain(
         ));
     }
     let _ = writeln!(out, "{text}\n");
+}
+
+/// The work some rows did once before training and that their latency leaves out (fixed teacher
+/// samples), in seconds per run and against the baseline's training time: empty when no row had any.
+fn one_off_text(s: &SettingSummary, base: &RowSummary) -> String {
+    let parts: Vec<String> = s
+        .rows
+        .iter()
+        .filter_map(|r| {
+            let p = r.precompute?;
+            let vs = base
+                .train_seconds
+                .filter(|b| *b > 0.0)
+                .map(|b| format!(", {:.2}× {}'s training time", p / b, base.label))
+                .unwrap_or_default();
+            Some(format!("{} {p:.0} s per run{vs}", r.label))
+        })
+        .collect();
+    if parts.is_empty() {
+        return String::new();
+    }
+    format!(
+        " Not in the latency: teacher samples made once before training (teacher_samples=fixed): {}.",
+        parts.join("; ")
+    )
 }
 
 fn ablation_tables(out: &mut String, s: &SettingSummary, opts: &ReportOptions) {

@@ -9,7 +9,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kidbench_results::{CurvePoint, Loaded, Outcome, QuestionVerdict, RecordKey, Role, Scored};
+use kidbench_results::{
+    CurvePoint, Loaded, Outcome, QuestionVerdict, RecordKey, Role, Scored, Training,
+};
 use kidbench_stats::{
     accuracy, holm, paired_comparison, t_interval, Accuracy, CiMethod, Interval, Paired, PairedTest,
 };
@@ -287,6 +289,11 @@ pub(crate) struct RowSummary {
     pub avg_ex: Option<Interval>,
     /// Mean estimated training FLOPs over all its runs.
     pub flops: Option<f64>,
+    /// Mean seconds of work made once before training, outside the latency (fixed teacher
+    /// samples), over the runs that had any.
+    pub precompute: Option<f64>,
+    /// Mean training seconds over the runs with training figures.
+    pub train_seconds: Option<f64>,
 }
 
 impl RowSummary {
@@ -517,6 +524,11 @@ fn compare(
     }))
 }
 
+/// The mean of `v`, `None` when it is empty.
+fn mean_of(v: &[f64]) -> Option<f64> {
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
 /// Seconds per step of `b` over `a`'s, per seed both ran with training figures.
 fn latency_ratios(a: &Runs, b: &Runs) -> Vec<f64> {
     let sps = |r: &Run| {
@@ -734,8 +746,21 @@ pub(crate) fn summarize(records: &[Loaded], opts: &ReportOptions) -> Result<Summ
                 .filter_map(|r| r.scored.training.as_ref().map(|t| t.ledger.flops))
                 .filter(|f| *f > 0.0)
                 .collect();
-            let flops = (!flops.is_empty()).then(|| flops.iter().sum::<f64>() / flops.len() as f64);
+            let flops = mean_of(&flops);
+            let trainings: Vec<&Training> = benches
+                .values()
+                .flat_map(|r| r.values())
+                .filter_map(|r| r.scored.training.as_ref())
+                .collect();
+            let precompute: Vec<f64> = trainings
+                .iter()
+                .map(|t| t.time_split.precompute)
+                .filter(|s| *s > 0.0)
+                .collect();
+            let train_seconds: Vec<f64> = trainings.iter().map(|t| t.train_seconds).collect();
             out_rows.push(RowSummary {
+                precompute: mean_of(&precompute),
+                train_seconds: mean_of(&train_seconds),
                 failed: failed_rows
                     .get(&(setting.clone(), label.clone()))
                     .copied()

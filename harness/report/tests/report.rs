@@ -513,3 +513,31 @@ fn records_read_back_from_two_folders_give_the_same_report() {
         assert!(!String::from_utf8_lossy(bytes).contains(&root), "{name}");
     }
 }
+
+#[test]
+fn one_off_teacher_samples_are_named_beside_the_latency() {
+    let mut records = fixture::two_methods();
+    // fdistill at 2.0 s per step (seed 0 only), with 90 s of fixed teacher samples made first.
+    let mut fd = scored(
+        fixture::key(Role::Method, "fdistill", &[], 0, "synth"),
+        &first(10, 40),
+        2.0,
+        1e12,
+        vec![],
+    );
+    if let kidbench_results::Outcome::Scored(s) = &mut fd.record.outcome {
+        s.training.as_mut().unwrap().time_split.precompute = 90.0;
+    }
+    records.push(fd);
+    let md = render_markdown(&records, &opts()).unwrap();
+    // The latency column stays per training step: 2.0 s over sft's 1.0 s in seed 0.
+    assert_eq!(row(&md, "fdistill")[col(&md, "Latency (× sft)")], "2.00×");
+    // sft trains 150 steps of 1.0 s and 1.2 s: 165 s on average; 90 / 165 = 0.55.
+    assert!(
+        md.contains("teacher_samples=fixed): fdistill 90 s per run, 0.55× sft's training time."),
+        "{md}"
+    );
+    // Rows without one-off work say nothing of it.
+    let plain = render_markdown(&fixture::two_methods(), &opts()).unwrap();
+    assert!(!plain.contains("Not in the latency"), "{plain}");
+}
