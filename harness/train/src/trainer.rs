@@ -460,8 +460,11 @@ pub fn train_with_hook(
     };
 
     let budget = cfg.time_budget_seconds;
-    // with a time budget the bar counts seconds
-    let len = budget.map_or(cfg.steps as u64, |b| b.ceil() as u64);
+    // with a time budget the bar counts seconds; a run ended early counts to where it ends
+    let len = budget.map_or(
+        opts.end_at.map_or(cfg.steps, |e| e.min(cfg.steps)) as u64,
+        |b| b.ceil() as u64,
+    );
     let bar = crate::progress::bar(len, &opts.label, !opts.progress);
     bar.set_position(match budget {
         Some(_) => prior_seconds as u64,
