@@ -7,7 +7,10 @@
 #   scripts/results.sh SWEEP_DIR [SWEEP_DIR ...]      e.g. scripts/results.sh results/table3-quick
 #
 # Each SWEEP_DIR may hold a file `MEASURED` (plain text: the command, the wall time, the machine's
-# state); it is shown above its report. The files docs/results/notes/*.md (measurements that are
+# state); it is shown above its report and kept beside it as docs/results/<sweep>/MEASURED.
+# A SWEEP_DIR that is an earlier output, docs/results/<sweep> (a report.md, no sweep.json), is
+# kept as it is: a sweep whose cells are gone from this machine stays in RESULTS.md unchanged
+# while others are regenerated. The files docs/results/notes/*.md (measurements that are
 # not sweeps, e.g. `kidbench score` runs, and the findings read from the reports, each with the
 # command that measured it) are kept: they are inlined, in name order, before the sweeps.
 set -euo pipefail
@@ -16,7 +19,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 KB=./target/debug/kidbench
 # Without rsvg-convert a report has SVG charts only: regenerating would delete the committed PNGs.
 if ! command -v rsvg-convert >/dev/null; then
-  for d in "$@"; do
+  kept() { [ -f "$1/report.md" ] && [ ! -f "$1/sweep.json" ]; }
+for d in "$@"; do
+    kept "$d" && continue
     if compgen -G "docs/results/$(basename "$d")/charts/*.png" >/dev/null; then
       echo "scripts/results.sh: rsvg-convert is missing, and docs/results/$(basename "$d")/charts has PNGs that regenerating would drop; install it (apt-get install librsvg2-bin) or move them away" >&2
       exit 1
@@ -39,13 +44,20 @@ done
 for d in "$@"; do
   name=$(basename "$d")
   dest=docs/results/$name
-  rm -rf "$dest"
-  "$KB" report "$d" --out "$dest" >&2
-  rm -f "$dest/report.csv.tmp"
+  if kept "$d"; then
+    [ "$(realpath "$d")" = "$(realpath "$dest")" ] \
+      || { echo "scripts/results.sh: $d is a report, not a sweep folder: keep it as $dest" >&2; exit 1; }
+  else
+    [ -f "$d/sweep.json" ] || { echo "scripts/results.sh: $d: no sweep.json (not a sweep folder)" >&2; exit 1; }
+    rm -rf "$dest"
+    "$KB" report "$d" --out "$dest" >&2
+    rm -f "$dest/report.csv.tmp"
+    if [ -f "$d/MEASURED" ]; then cp "$d/MEASURED" "$dest/MEASURED"; fi
+  fi
   {
     echo "## Sweep \`$name\`"
     echo
-    if [ -f "$d/MEASURED" ]; then cat "$d/MEASURED"; echo; fi
+    if [ -f "$dest/MEASURED" ]; then cat "$dest/MEASURED"; echo; fi
     echo "Files: [report.md](results/$name/report.md), [report.csv](results/$name/report.csv), charts in"
     echo "[results/$name/charts/](results/$name/charts/)."
     echo
