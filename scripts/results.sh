@@ -17,10 +17,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [ "$#" -ge 1 ] || { echo "usage: scripts/results.sh SWEEP_DIR..." >&2; exit 2; }
 KB=./target/debug/kidbench
+kept() { [ -f "$1/report.md" ] && [ ! -f "$1/sweep.json" ]; }
 # Without rsvg-convert a report has SVG charts only: regenerating would delete the committed PNGs.
 if ! command -v rsvg-convert >/dev/null; then
-  kept() { [ -f "$1/report.md" ] && [ ! -f "$1/sweep.json" ]; }
-for d in "$@"; do
+  for d in "$@"; do
     kept "$d" && continue
     if compgen -G "docs/results/$(basename "$d")/charts/*.png" >/dev/null; then
       echo "scripts/results.sh: rsvg-convert is missing, and docs/results/$(basename "$d")/charts has PNGs that regenerating would drop; install it (apt-get install librsvg2-bin) or move them away" >&2
