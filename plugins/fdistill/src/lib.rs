@@ -143,7 +143,7 @@ mod tests {
             seed: 9,
         };
         for (value, want) in [
-            (None, DataSource::TeacherSamples),
+            (None, DataSource::FixedTeacherSamples), // the default
             (Some("fresh"), DataSource::TeacherSamples),
             (Some("fixed"), DataSource::FixedTeacherSamples),
         ] {
