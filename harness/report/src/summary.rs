@@ -740,18 +740,17 @@ pub(crate) fn summarize(records: &[Loaded], opts: &ReportOptions) -> Result<Summ
                 None
             };
             let avg_ex = average_ex(&bench, &benchmarks, opts.level);
-            let flops: Vec<f64> = benches
-                .values()
-                .flat_map(|r| r.values())
-                .filter_map(|r| r.scored.training.as_ref().map(|t| t.ledger.flops))
-                .filter(|f| *f > 0.0)
-                .collect();
-            let flops = mean_of(&flops);
             let trainings: Vec<&Training> = benches
                 .values()
                 .flat_map(|r| r.values())
                 .filter_map(|r| r.scored.training.as_ref())
                 .collect();
+            let flops: Vec<f64> = trainings
+                .iter()
+                .map(|t| t.ledger.flops)
+                .filter(|f| *f > 0.0)
+                .collect();
+            let flops = mean_of(&flops);
             let precompute: Vec<f64> = trainings
                 .iter()
                 .map(|t| t.time_split.precompute)

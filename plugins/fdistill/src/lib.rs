@@ -4,13 +4,13 @@
 //! student (a sampling callback); the loss is `½ TV(teacher samples) + ½ TV(student samples)`,
 //! each a token-level total variation `½ Σ |p_T − p_S|` normalized by its own batch's count.
 //!
-//! `teacher_samples=fixed` (the default) asks for `FixedTeacherSamples`, as Wen et al. generate the teacher's
-//! data once before training: the host completes each training prompt once, outside the timed
-//! steps, and reuses that completion whenever the prompt comes back. Within one epoch the two
+//! `teacher_samples=fixed` (the default: it measured better on synth-val, docs/TRAINING.md,
+//! "Choosing the options' defaults") asks for `FixedTeacherSamples`, as Wen et al. generate the
+//! teacher's data once before training: the host completes each training prompt once, outside
+//! the timed steps, and reuses that completion whenever the prompt comes back.
+//! `teacher_samples=fresh` asks for new teacher samples at every step. Within one epoch the two
 //! draw from the same distribution (the teacher does not change); they differ in the latency
 //! charged to training and, past one epoch, in whether a prompt's teacher sequence is redrawn.
-//! `teacher_samples=fresh` asks for new teacher samples at every step. `fixed` is the default
-//! because it measured better on synth-val (docs/TRAINING.md, "Choosing the options' defaults").
 
 use kidbench_kd::sdk::api::{DataRequest, DataSource, Model, ParamSpec, StepInfo};
 use kidbench_kd::sdk::{
