@@ -63,6 +63,17 @@ pub fn run(args: &DoctorArgs, cuda_loaded: bool) -> Result<()> {
         gpu_name().map(|n| format!(", {n}")).unwrap_or_default()
     );
     println!("CPU threads for libtorch: {}", tch::get_num_threads());
+    let machine = kidbench_results::Machine::this(tch::get_num_threads().max(1) as usize, "cpu");
+    println!(
+        "CPU: {} [{}]; kernel settings: {} (runs record this; the same seed on another CPU or thread count can train another model)",
+        machine.cpu,
+        machine.flags.join(" "),
+        if machine.env.is_empty() {
+            "none set".to_string()
+        } else {
+            machine.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+        }
+    );
     let roots = args.data.roots();
     println!("data directory: {}", shown(&roots.data));
     println!("databases directory: {}", shown(&roots.databases));

@@ -329,6 +329,42 @@ pub(crate) fn key_fields(key: &RecordKey) -> Vec<(&'static str, String)> {
     out
 }
 
+/// The distinct machines (their [`kidbench_results::Machine::summary`]) of a side's scored
+/// records; `None` when a scored record does not say (written before records said).
+fn machines(side: &[Loaded]) -> Option<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    for l in side {
+        if let Outcome::Scored(s) = &l.record.outcome {
+            out.insert(s.training.as_ref()?.machine.as_ref()?.summary());
+        }
+    }
+    Some(out)
+}
+
+/// A note when the two sides' models were not all made on one kind of machine: the seed fixes
+/// data order, masking and sampling, not another CPU's arithmetic, so EX can move with no change
+/// of code. Not a failure: the gate's tolerance and test still decide.
+fn machine_note(baseline: &[Loaded], new: &[Loaded]) -> Option<String> {
+    let show = |m: &BTreeSet<String>| m.iter().cloned().collect::<Vec<_>>().join("; ");
+    match (machines(baseline), machines(new)) {
+        (Some(b), Some(n)) if b == n => None,
+        (Some(b), Some(n)) => Some(format!(
+            "machines differ: baseline made on {}, new on {}; the same plan on another CPU, thread count or kernel setting does other arithmetic, so EX can move with no change of code",
+            show(&b),
+            show(&n)
+        )),
+        (None, Some(n)) => Some(format!(
+            "the baseline's records do not say which machine made them (new: {}): a difference may be the machine's arithmetic, not the code",
+            show(&n)
+        )),
+        (Some(b), None) => Some(format!(
+            "new's records do not say which machine made them (baseline: {})",
+            show(&b)
+        )),
+        (None, None) => None,
+    }
+}
+
 /// A side's records: row key -> seed -> record.
 type Cells<'a> = BTreeMap<RecordKey, BTreeMap<u64, &'a Loaded>>;
 
@@ -368,6 +404,7 @@ pub fn compare(
         let row = compare_row(cell, b_runs, n_runs, &base, &newc, opts, &mut out)?;
         out.rows.push(row);
     }
+    out.notes.extend(machine_note(baseline, new));
     for (cell, n_runs) in &newc {
         if !base.contains_key(cell) {
             out.extra.push(CellRuns {

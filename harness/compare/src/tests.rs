@@ -606,3 +606,54 @@ fn folders_written_and_loaded_back_compare_like_the_records() {
     // Unchanged against itself.
     assert!(cmp(&b, &b).passed());
 }
+
+fn on(mut side: Vec<Loaded>, cpu: &str) -> Vec<Loaded> {
+    let m = kidbench_results::Machine {
+        cpu: cpu.into(),
+        flags: vec!["avx2".into()],
+        threads: 1,
+        device: "cpu".into(),
+        env: BTreeMap::new(),
+    };
+    for l in &mut side {
+        if let Outcome::Scored(s) = &mut l.record.outcome {
+            s.training.as_mut().unwrap().machine = Some(m.clone());
+        }
+    }
+    side
+}
+
+#[test]
+fn runs_made_on_other_machines_are_noted_and_not_failed() {
+    let c = cmp(&on(baseline(), "CPU A"), &on(baseline(), "CPU B"));
+    assert!(c.passed(), "{:?}", c.failures());
+    let notes: Vec<&String> = c
+        .notes
+        .iter()
+        .filter(|n| n.contains("machines differ"))
+        .collect();
+    assert_eq!(notes.len(), 1, "{:?}", c.notes);
+    assert!(notes[0].contains("CPU A [avx2], 1 thread, cpu"));
+    assert!(notes[0].contains("new on CPU B [avx2]"));
+    assert!(c.to_markdown().contains("machines differ"));
+}
+
+#[test]
+fn one_machine_gives_no_note_and_a_side_that_does_not_say_is_named() {
+    let same = cmp(&on(baseline(), "CPU A"), &on(baseline(), "CPU A"));
+    assert!(
+        same.notes.iter().all(|n| !n.contains("machine")),
+        "{:?}",
+        same.notes
+    );
+    let old = cmp(&baseline(), &on(baseline(), "CPU A"));
+    assert!(
+        old.notes
+            .iter()
+            .any(|n| n.starts_with("the baseline's records do not say") && n.contains("CPU A")),
+        "{:?}",
+        old.notes
+    );
+    let neither = cmp(&baseline(), &baseline());
+    assert!(neither.notes.iter().all(|n| !n.contains("machine")));
+}

@@ -414,6 +414,31 @@ fn ablation_tables(out: &mut String, s: &SettingSummary, opts: &ReportOptions) {
     }
 }
 
+/// Which machines made the records: one is the normal case; several mean that EX and latency
+/// differences can be the machines' arithmetic and speed, not the methods.
+fn machines_line(out: &mut String, s: &Summary) {
+    if s.machines.is_empty() {
+        return;
+    }
+    let list: Vec<String> = s
+        .machines
+        .iter()
+        .map(|(m, n)| format!("{} ({n} record{})", cell(m), if *n == 1 { "" } else { "s" }))
+        .collect();
+    let _ = write!(out, "Made on: {}", list.join("; "));
+    if s.machine_unknown > 0 {
+        let _ = write!(out, "; {} record(s) do not say", s.machine_unknown);
+    }
+    out.push_str(".");
+    if s.machines.len() > 1 {
+        out.push_str(
+            " **More than one machine**: the same seed on another CPU, thread count or kernel \
+             setting does other arithmetic, so a difference between rows can be the machine's.",
+        );
+    }
+    out.push_str("\n\n");
+}
+
 /// The whole of `report.md`.
 pub(crate) fn render(s: &Summary, plan: &Plan, opts: &ReportOptions) -> String {
     let mut out = String::from("# kidbench report\n\n");
@@ -430,6 +455,7 @@ pub(crate) fn render(s: &Summary, plan: &Plan, opts: &ReportOptions) -> String {
         opts.seed,
         opts.baseline
     );
+    machines_line(&mut out, s);
     if !opts.timings {
         out.push_str("Timings left out (no latency columns, no Pareto chart).\n\n");
     }

@@ -372,6 +372,11 @@ pub(crate) struct Summary {
     pub failed: Vec<FailedRun>,
     /// What the data made the report leave out or choose (duplicates, runs without verdicts).
     pub notes: Vec<String>,
+    /// The machines that made the scored records ([`kidbench_results::Machine::summary`]),
+    /// with how many records each made.
+    pub machines: BTreeMap<String, usize>,
+    /// Scored records that do not say their machine (written before records said).
+    pub machine_unknown: usize,
 }
 
 /// Question ids sort as numbers when they are numbers.
@@ -584,6 +589,8 @@ pub(crate) fn summarize(records: &[Loaded], opts: &ReportOptions) -> Result<Summ
         ))
     });
     let mut notes = Vec::new();
+    let mut machines: BTreeMap<String, usize> = BTreeMap::new();
+    let mut machine_unknown = 0;
     let mut failed = Vec::new();
     let mut failed_rows: BTreeMap<(Setting, String), usize> = BTreeMap::new();
     let mut cells: Cells = BTreeMap::new();
@@ -615,6 +622,10 @@ pub(crate) fn summarize(records: &[Loaded], opts: &ReportOptions) -> Result<Summ
             Outcome::Scored(s) => s,
         };
         scored += 1;
+        match s.training.as_ref().and_then(|t| t.machine.as_ref()) {
+            Some(m) => *machines.entry(m.summary()).or_default() += 1,
+            None => machine_unknown += 1,
+        }
         if l.verdicts.is_empty() {
             notes.push(format!(
                 "{} (seed {}, {}, record {}) has no per-question verdicts: left out of the statistics",
@@ -796,6 +807,8 @@ pub(crate) fn summarize(records: &[Loaded], opts: &ReportOptions) -> Result<Summ
         settings,
         failed,
         notes,
+        machines,
+        machine_unknown,
     })
 }
 

@@ -541,3 +541,53 @@ fn one_off_teacher_samples_are_named_beside_the_latency() {
     let plain = render_markdown(&fixture::two_methods(), &opts()).unwrap();
     assert!(!plain.contains("Not in the latency"), "{plain}");
 }
+
+fn made_on(records: &mut [kidbench_results::Loaded], cpu: &str, threads: usize) {
+    for l in records {
+        if let kidbench_results::Outcome::Scored(s) = &mut l.record.outcome {
+            s.training.get_or_insert_with(Default::default).machine =
+                Some(kidbench_results::Machine {
+                    cpu: cpu.into(),
+                    flags: vec!["avx2".into(), "avx512f".into()],
+                    threads,
+                    device: "cpu".into(),
+                    env: Default::default(),
+                });
+        }
+    }
+}
+
+#[test]
+fn the_report_says_which_machine_made_the_records_and_flags_a_mix() {
+    let plain = render_markdown(&fixture::two_methods(), &opts()).unwrap();
+    assert!(
+        !plain.contains("Made on"),
+        "old records say nothing: {plain}"
+    );
+
+    let mut one = fixture::two_methods();
+    let n = one.len();
+    made_on(&mut one, "CPU A", 1);
+    let md = render_markdown(&one, &opts()).unwrap();
+    let want = format!("Made on: CPU A [avx2 avx512f], 1 thread, cpu ({n} records).");
+    assert!(md.contains(&want), "{want} not in\n{md}");
+    assert!(!md.contains("More than one machine"));
+
+    let mut mixed = fixture::two_methods();
+    made_on(&mut mixed[..1], "CPU B", 2);
+    made_on(&mut mixed[1..2], "CPU A", 1);
+    let md = render_markdown(&mixed, &opts()).unwrap();
+    assert!(
+        md.contains("CPU A [avx2 avx512f], 1 thread, cpu (1 record)"),
+        "{md}"
+    );
+    assert!(
+        md.contains("CPU B [avx2 avx512f], 2 threads, cpu (1 record)"),
+        "{md}"
+    );
+    assert!(
+        md.contains(&format!("; {} record(s) do not say", n - 2)),
+        "{md}"
+    );
+    assert!(md.contains("**More than one machine**"), "{md}");
+}

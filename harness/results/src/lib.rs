@@ -14,8 +14,10 @@
 //! verdicts, so a sweep folder (`cells/<cell-id>/records/...`) and a run folder read the same way.
 
 pub mod lock;
+pub mod machine;
 
 pub use lock::LockFile;
+pub use machine::Machine;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -133,6 +135,10 @@ pub struct Training {
     pub time_split: TimeSplit,
     pub ledger: Ledger,
     pub final_loss: f64,
+    /// The machine of the process that wrote the record (for a cached teacher or init, the one
+    /// that scored it). Records written before this field have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<Machine>,
 }
 
 /// EX on a fixed dev subset at a training step (`--eval-every`).

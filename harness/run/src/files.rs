@@ -41,9 +41,16 @@ pub fn write_identity(dir: &Path, plan: &RunPlan, ctx: &Context) -> anyhow::Resu
             "libtorch": env!("KIDBENCH_LIBTORCH"),
             "rustc": env!("KIDBENCH_RUSTC"),
             "plugin_abi": kidbench_plugin_host::ABI_VERSION,
+            "machine": machine(&plan.device),
         }),
     )?;
     write_json(&dir.join("databases.sha256.json"), &ctx.database_checksums)
+}
+
+/// This process's machine fingerprint (CPU, kernel flags, libtorch's threads, kernel settings in
+/// the environment): the seed does not fix the arithmetic of another machine.
+pub fn machine(device: &str) -> kidbench_results::Machine {
+    kidbench_results::Machine::this(tch::get_num_threads().max(1) as usize, device)
 }
 
 /// Reads the plan hash recorded in `dir/plan.json`, if there is one.
@@ -165,6 +172,7 @@ pub fn method_record(plan: &RunPlan, run: &MethodRun, params: ParamCounts) -> Re
                 time_split: time_split(&report.timings),
                 ledger: ledger(report, params),
                 final_loss: report.final_loss,
+                machine: Some(machine(&plan.device)),
             });
             s.curve = curve.clone();
             Outcome::Scored(Box::new(s))

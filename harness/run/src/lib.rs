@@ -74,11 +74,18 @@ impl Prepared {
         let tok = caches::tokenizer(ctx, &plan.tokenizer)?;
         // A fixed model's dev scores, computed once per model and dev setting.
         let fixed = |m: &SftModel, key: &str, rkey, limits| {
-            score::fixed_score(&m.scores_dir(key), rkey, key, m.train_seconds(), || {
-                let label = m.role.label();
-                let batch = plan.eval.gen_batch_size;
-                score::score_dev(ctx, &tok, &m.lm.model, limits, batch, label, quiet)
-            })
+            score::fixed_score(
+                &m.scores_dir(key),
+                rkey,
+                key,
+                m.train_seconds(),
+                &plan.device,
+                || {
+                    let label = m.role.label();
+                    let batch = plan.eval.gen_batch_size;
+                    score::score_dev(ctx, &tok, &m.lm.model, limits, batch, label, quiet)
+                },
+            )
         };
         // A student init that is the teacher's run at an earlier step is trained first; the
         // teacher's run then continues from its checkpoint instead of repeating those steps.

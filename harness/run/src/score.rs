@@ -265,6 +265,7 @@ pub fn fixed_score(
     key: RecordKey,
     plan_hash: &str,
     train_seconds: f64,
+    device: &str,
     compute: impl FnOnce() -> anyhow::Result<Scored>,
 ) -> anyhow::Result<FixedScore> {
     let label = key.method.clone();
@@ -279,6 +280,7 @@ pub fn fixed_score(
     let mut s = scored.record_scores(&label);
     s.training = Some(kidbench_results::Training {
         train_seconds,
+        machine: Some(crate::files::machine(device)),
         ..Default::default()
     });
     let record = Record {
