@@ -63,9 +63,13 @@ impl Machine {
                 names.contains(&k.trim()).then(|| v.trim().to_string())
             })
         };
-        let cpu = field(&["model name", "Model", "cpu model"])
+        let mut cpu = field(&["model name", "Model", "cpu model"])
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "unknown".into());
+        // A virtual machine often shows a bare vendor name; family and model tell generations apart.
+        if let (Some(f), Some(m)) = (field(&["cpu family"]), field(&["model"])) {
+            cpu.push_str(&format!(" (family {f}, model {m})"));
+        }
         let present = field(&["flags", "Features"]).unwrap_or_default();
         let present: Vec<&str> = present.split_whitespace().collect();
         let flags = KERNEL_FLAGS
@@ -92,7 +96,7 @@ impl Machine {
         Machine::from_parts(&cpuinfo, threads, device, |k| std::env::var(k).ok())
     }
 
-    /// One line for a reader: `AMD EPYC [avx2 fma avx512f], 1 thread, cpu, ATEN_CPU_CAPABILITY=avx2`.
+    /// One line for a reader: `AMD EPYC (family 25, model 17) [avx2 fma], 1 thread, cpu`.
     pub fn summary(&self) -> String {
         let mut s = format!(
             "{} [{}], {} thread{}, {}",
@@ -113,19 +117,19 @@ impl Machine {
 mod tests {
     use super::*;
 
-    const EPYC: &str = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9454\n\
+    const EPYC: &str = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC 9454\n\
 flags\t\t: fpu sse2 avx avx2 fma avx512f avx512bw avx512_bf16 sha_ni\n\nprocessor\t: 1\n\
 model name\t: AMD EPYC 9454\nflags\t\t: fpu\n";
 
     #[test]
     fn the_first_processor_names_the_cpu_and_its_kernel_flags() {
         let m = Machine::from_parts(EPYC, 2, "cpu", |_| None);
-        assert_eq!(m.cpu, "AMD EPYC 9454");
+        assert_eq!(m.cpu, "AMD EPYC 9454 (family 25, model 17)");
         assert_eq!(m.flags, ["avx2", "fma", "avx512f", "avx512_bf16"]);
         assert!(m.env.is_empty());
         assert_eq!(
             m.summary(),
-            "AMD EPYC 9454 [avx2 fma avx512f avx512_bf16], 2 threads, cpu"
+            "AMD EPYC 9454 (family 25, model 17) [avx2 fma avx512f avx512_bf16], 2 threads, cpu"
         );
     }
 

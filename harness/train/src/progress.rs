@@ -74,6 +74,15 @@ impl TermLike for LogLines {
     }
 }
 
+/// Moves a new bar to `pos` (a resumed run's first step) without counting that jump as progress:
+/// otherwise the ETA of a run resumed at step 1000 says seconds while its steps still take
+/// minutes, and takes minutes of smoothing to become right.
+pub fn start_at(bar: &ProgressBar, pos: u64) {
+    bar.set_position(pos);
+    bar.tick();
+    bar.reset_eta();
+}
+
 /// A progress bar of `len` steps named `label` (hidden with `quiet`); `{msg}` shows what the
 /// caller sets with `set_message`.
 pub fn bar(len: u64, label: &str, quiet: bool) -> ProgressBar {
@@ -100,4 +109,25 @@ pub fn bar(len: u64, label: &str, quiet: bool) -> ProgressBar {
     );
     bar.set_prefix(label.to_string());
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 600 steps left at one step per 20 ms are about 12 s; the jump from 0 to 1000 must not
+    /// make them look like none.
+    #[test]
+    fn a_resumed_bar_estimates_from_its_own_steps() {
+        let bar = ProgressBar::hidden();
+        bar.set_length(1600);
+        start_at(&bar, 1000);
+        for _ in 0..5 {
+            std::thread::sleep(Duration::from_millis(20));
+            bar.inc(1);
+        }
+        let eta = bar.eta().as_secs_f64();
+        assert!(eta > 5.0, "ETA {eta} s for 595 steps of about 20 ms");
+        assert_eq!(bar.position(), 1005);
+    }
 }

@@ -466,10 +466,13 @@ pub fn train_with_hook(
         |b| b.ceil() as u64,
     );
     let bar = crate::progress::bar(len, &opts.label, !opts.progress);
-    bar.set_position(match budget {
-        Some(_) => prior_seconds as u64,
-        None => start as u64,
-    });
+    crate::progress::start_at(
+        &bar,
+        match budget {
+            Some(_) => prior_seconds as u64,
+            None => start as u64,
+        },
+    );
 
     let mut host = TrainHost::new(student, teacher, tokens, device);
     host.counts = prior_counts;
