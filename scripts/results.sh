@@ -16,7 +16,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [ "$#" -ge 1 ] || { echo "usage: scripts/results.sh SWEEP_DIR..." >&2; exit 2; }
-KB=./target/debug/kidbench
+# KIDBENCH_BIN: another kidbench binary (e.g. a copy, while a build rewrites target/).
+KB=${KIDBENCH_BIN:-./target/debug/kidbench}
 kept() { [ -f "$1/report.md" ] && [ ! -f "$1/sweep.json" ]; }
 # Without rsvg-convert a report has SVG charts only: regenerating would delete the committed PNGs.
 if ! command -v rsvg-convert >/dev/null; then
