@@ -429,7 +429,7 @@ fn machines_line(out: &mut String, s: &Summary) {
     if s.machine_unknown > 0 {
         let _ = write!(out, "; {} record(s) do not say", s.machine_unknown);
     }
-    out.push_str(".");
+    out.push('.');
     if s.machines.len() > 1 {
         out.push_str(
             " **More than one machine**: the same seed on another CPU, thread count or kernel \
