@@ -11,6 +11,14 @@
 # On the GPU machine (the device tool, carry ["target-gpu"], timeout_s 540):
 #   bash scripts/gpu-check.sh --device-side
 #
+# Rehearsal of the device side without a GPU (every step after the probe, on the CPU, at small
+# step counts; needs a python whose torch is 2.11, e.g. the reference venv of bench-hf.sh):
+#   GPU_CHECK_DEVICE=cpu GPU_CHECK_MODEL=tiny-m GPU_CHECK_STEPS=2 GPU_CHECK_TEACHER_STEPS=20 \
+#     GPU_CHECK_STUDENT_STEPS=5 PATH=~/.cache/kidbench/venv-reference/bin:$PATH \
+#     bash scripts/gpu-check.sh --device-side
+# (GPU_CHECK_MODEL: the model of the SFT and generation steps, smol-sized by default; a CPU takes
+# minutes per smol-sized step, so the rehearsal uses tiny-m.)
+#
 # The device side runs in at most 8 minutes (each step has its own `timeout`) and writes under
 # $OUT (default target-gpu/out): probe.txt, doctor.txt, sft-bf16.json, generate-bf16.json,
 # bench.err, run.log, gpu-memory.csv, summary.json (tokens/s, step time, peak GPU memory, MFU).
@@ -55,6 +63,10 @@ for l in sys.stdin:
 # ---------------------------------------------------------------------------------------------
 device_side() {
   local out="${OUT:-$kit_dir/out}"
+  local dev="${GPU_CHECK_DEVICE:-cuda}"
+  case "$dev" in cuda | cpu) ;; *) die "GPU_CHECK_DEVICE=$dev: cuda (the check) or cpu (its rehearsal)" 2 ;; esac
+  local model="${GPU_CHECK_MODEL:-smol-sized}"
+  case "$model" in smol-sized | tiny-m | tiny-s) ;; *) die "GPU_CHECK_MODEL=$model: smol-sized, tiny-m or tiny-s" 2 ;; esac
   mkdir -p "$out"
   local start=$SECONDS
   local log="$out/probe.txt"
@@ -89,11 +101,11 @@ EOF
   echo "$probe" >>"$log"
   local torch_lib
   torch_lib="$(echo "$probe" | sed -n 's/^lib //p')"
-  if ! echo "$probe" | grep -q "^libtorch_cuda True"; then
+  if [ "$dev" = cuda ] && ! echo "$probe" | grep -q "^libtorch_cuda True"; then
     cat "$log" >&2
     die "the torch of $py has no libtorch_cuda.so in $torch_lib (a CPU-only torch): no CUDA libtorch here" 3
   fi
-  if ! echo "$probe" | grep -q "available True"; then
+  if [ "$dev" = cuda ] && ! echo "$probe" | grep -q "available True"; then
     cat "$log" >&2
     die "no usable GPU: torch.cuda.is_available() is False on this machine (see $log)" 3
   fi
@@ -117,40 +129,41 @@ EOF
   # 3. kidbench doctor on CUDA.
   timeout 60 "$bin/kidbench" doctor >"$out/doctor.txt" 2>&1
   echo "doctor: rc $?" | tee -a "$log"
-  grep -q "CUDA available: true" "$out/doctor.txt" || { cat "$out/doctor.txt" >&2; die "kidbench doctor does not see CUDA (see doctor.txt)" 4; }
+  [ "$dev" = cpu ] || grep -q "CUDA available: true" "$out/doctor.txt" || { cat "$out/doctor.txt" >&2; die "kidbench doctor does not see CUDA (see doctor.txt)" 4; }
 
   # 4. A bf16 SFT of the largest model that can be had here: SmolLM2-135M's shape (random
   #    weights, written by this machine's transformers; the real checkpoint, 516 MiB, cannot
   #    travel), through kidbench's trainer on the side-by-side batch (32 x 140 tokens), N steps.
   local steps="${GPU_CHECK_STEPS:-20}"
   local models="$kb/models"
-  (cd "$kb" && timeout 120 "$py" bench-hf.py prepare --out "$models" --models smol-sized,tiny-m,tiny-s) >>"$log" 2>&1
-  echo "prepare: rc $?" | tee -a "$log"
-  timeout 150 "$bin/side_by_side" train --device cuda --method sft --student "$models/smol-sized" \
+  (cd "$kb" && timeout 120 "$py" bench-hf.py prepare --out "$models" --models "$model") >>"$log" 2>&1
+  echo "prepare ($model): rc $?" | tee -a "$log"
+  timeout 150 "$bin/side_by_side" train --device "$dev" --method sft --student "$models/$model" \
     --inputs "$models/inputs.json" --steps "$steps" --warmup 3 >"$out/sft-bf16.json" 2>>"$out/bench.err"
   echo "sft bf16: rc $?" | tee -a "$log"
-  timeout 90 "$bin/side_by_side" generate --device cuda --model "$models/smol-sized" \
+  timeout 90 "$bin/side_by_side" generate --device "$dev" --model "$models/$model" \
     --inputs "$models/inputs.json" --reps 3 >"$out/generate-bf16.json" 2>>"$out/bench.err"
   echo "generate bf16: rc $?" | tee -a "$log"
 
   # 5. kidbench run, every method family, at a small budget (teacher tiny-m trained first).
   local left=$((470 - (SECONDS - start)))
   [ "$left" -gt 60 ] || left=60
-  (cd "$kb" && timeout "$left" "$bin/kidbench" run --device cuda --methods sft,rkd,gkd,kid \
+  (cd "$kb" && timeout "$left" "$bin/kidbench" run --device "$dev" --methods sft,rkd,gkd,kid \
     --teacher-steps "${GPU_CHECK_TEACHER_STEPS:-300}" --steps "${GPU_CHECK_STUDENT_STEPS:-100}" --quiet) \
     >"$out/run.log" 2>&1
   echo "kidbench run: rc $? ($((SECONDS - start)) s so far)" | tee -a "$log"
 
   [ -n "${smi:-}" ] && kill "$smi" 2>/dev/null
-  "$py" - "$out" <<'EOF' | tee "$out/summary.json"
+  "$py" - "$out" "$dev" "$model" <<'EOF' | tee "$out/summary.json"
 import json, os, sys, statistics
-out = sys.argv[1]
+out, dev, model = sys.argv[1:4]
 def load(name):
     try:
         return json.loads(open(os.path.join(out, name)).read().strip().splitlines()[-1])
     except Exception as e:
         return {"error": f"{name}: {e}"}
-s = {}
+# bf16 on CUDA, fp32 on the CPU (the rehearsal); the names below keep the check's.
+s = {"device": dev, "model": model, "dtype": "bf16" if dev == "cuda" else "fp32"}
 sft = load("sft-bf16.json")
 if "step_s" in sft:
     step = statistics.median(sft["step_s"])
