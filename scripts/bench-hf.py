@@ -19,6 +19,14 @@ Sub-commands (`scripts/bench-hf.sh` runs them with the reference venv):
                                      rounds of (kidbench, transformers) alternately; medians, ratios,
                                      load averages; a markdown table on stdout, raw runs in
                                      DIR/results.json
+  perf-split --work DIR --kidbench BIN --plugin-dir DIR [--cases ...] [--threads N] [--top N]
+                                     where each timed region's CPU time goes, on both sides: one
+                                     run each under `perf record -k CLOCK_MONOTONIC` (perf must be
+                                     installed: Debian's linux-perf), samples kept when they fall
+                                     inside the regions each side prints, sorted into GEMM, ATen
+                                     kernels, memory, OS kernel, Python, libtorch framework and
+                                     kidbench's own code by the same rules (PERF_CATEGORIES);
+                                     a markdown table per region with the "ceiling" ratio
 
 The kidbench side is `harness/train/benches/side_by_side.rs` (`generate` / `train`), which drives
 kidbench's own trainer (`kidbench_train::trainer::train`, the plugins `sft` and `kid`).
@@ -140,17 +148,20 @@ def cmd_hf_generate(a):
     runs = []
     with torch.inference_mode():
         for r in range(a.reps + 1):  # the first is a warm-up
+            m0 = time.clock_gettime(time.CLOCK_MONOTONIC)
             t0 = time.perf_counter()
             out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
             out.logits.argmax(-1)
             t1 = time.perf_counter()
             del out
+            m1 = time.clock_gettime(time.CLOCK_MONOTONIC)
             t2 = time.perf_counter()
             gen = model.generate(input_ids=ids, attention_mask=mask, generation_config=gc)
             t3 = time.perf_counter()
+            m2 = time.clock_gettime(time.CLOCK_MONOTONIC)
             assert gen.shape == (BATCH, ids.shape[1] + NEW_TOKENS), gen.shape
             if r > 0:
-                runs.append({"prefill_s": t1 - t0, "generate_s": t3 - t2})
+                runs.append({"prefill_s": t1 - t0, "generate_s": t3 - t2, "prefill_at": [m0, m1], "generate_at": [m1, m2]})
     first = gen[0, ids.shape[1]:ids.shape[1] + 8].tolist()
     print(json.dumps({"side": "transformers", "case": "generate", "threads": a.threads, "runs": runs, "first_tokens": first}))
 
@@ -214,8 +225,9 @@ def cmd_hf_train(a):
     n = target.sum()
     opt = torch.optim.AdamW(student.parameters(), lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.01)
     gen = torch.Generator().manual_seed(0)
-    times, losses = [], []
+    times, losses, at, opt_times = [], [], [], []
     for step in range(a.warmup + a.steps):
+        m0 = time.clock_gettime(time.CLOCK_MONOTONIC)
         t0 = time.perf_counter()
         if a.method == "sft":
             logits = student(input_ids=ids, attention_mask=mask).logits
@@ -245,15 +257,19 @@ def cmd_hf_train(a):
             mle = F.cross_entropy(s_logits[target], labels[target], reduction="sum")
             loss = (rkl + mle) / n
         loss.backward()
+        to = time.perf_counter()
         torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
+        t_opt = time.perf_counter() - to
         losses.append(loss.item())
         t1 = time.perf_counter()
         if step >= a.warmup:
             times.append(t1 - t0)
+            opt_times.append(t_opt)
+            at.append([m0, time.clock_gettime(time.CLOCK_MONOTONIC)])
     tokens = int(mask.sum())
-    print(json.dumps({"side": "transformers", "case": f"train-{a.method}", "threads": a.threads, "step_s": times, "tokens_per_step": tokens, "losses": losses}))
+    print(json.dumps({"side": "transformers", "case": f"train-{a.method}", "threads": a.threads, "step_s": times, "step_at": at, "optimizer_s": opt_times, "tokens_per_step": tokens, "losses": losses}))
 
 
 def run_json(cmd, env=None):
@@ -348,6 +364,158 @@ def table(results):
     return "\n".join(out)
 
 
+# perf-split: where the CPU time of each timed region goes, on both sides, by the same rules.
+# A sample's category comes from its shared object and (demangled) symbol; first match wins.
+PERF_CATEGORIES = [
+    ("GEMM (MKL, oneDNN)", lambda dso, sym: dso in ("[unknown]", "[JIT]") or "//anon" in dso
+     or any(k in sym for k in ("mkl_", "sgemm", "gemm", "dnnl", "brgemm", "jit_", "_blas_"))),
+    ("ATen CPU kernels (elementwise, reductions, softmax, attention, copies)", lambda dso, sym: any(k in sym for k in (
+        "at::native::", "at::vec::", "Sleef_", "at::internal::serial_for_each", "at::internal::invoke_parallel",
+        "loop_2d_from_1d", "at::parallel_for")) or dso.startswith("libm.") or dso.startswith("libm-")),
+    ("memory (alloc, free, memcpy/memset, page faults)", lambda dso, sym: any(k in sym for k in (
+        "malloc", "free", "memcpy", "memset", "memmove", "alloc_cpu", "posix_memalign", "_int_",
+        "page", "mmap", "munmap", "madvise", "zap_", "folio", "pte", "tlb", "lru", "mm_", "brk",
+        "operator new", "operator delete", "tcache", "CPUCachingAllocator"))),
+    ("OpenMP runtime", lambda dso, sym: "gomp" in dso or "GOMP" in sym or "omp" in dso),
+    ("OS kernel (other)", lambda dso, sym: "kernel" in dso or dso.startswith("[k")),
+    ("Python interpreter", lambda dso, sym: "python" in dso and "torch_python" not in dso),
+    ("libtorch framework (dispatch, autograd, TensorImpl, tch glue)", lambda dso, sym: any(k in dso for k in (
+        "libtorch", "libc10", "libshm")) or "at::" in sym or "c10::" in sym or "torch::" in sym
+     or sym.startswith("atg_") or sym.startswith("at_")),
+]
+KIDBENCH_CODE = "kidbench, Rust (model, trainer, plugins)"
+
+
+def perf_category(dso, sym, kidbench_dsos):
+    for name, rule in PERF_CATEGORIES:
+        if rule(dso, sym):
+            return name
+    if any(dso.startswith(d) for d in kidbench_dsos):
+        return KIDBENCH_CODE
+    return "other (libc, loader, ...)"
+
+
+def perf_windows(res):
+    """{phase: [[start, end], ...]} of one side's JSON (CLOCK_MONOTONIC seconds)."""
+    if res["case"] == "generate":
+        return {"prefill": [r["prefill_at"] for r in res["runs"]], "generate": [r["generate_at"] for r in res["runs"]]}
+    return {"step": res["step_at"]}
+
+
+def perf_samples(data, kidbench_dsos):
+    """(time, category, dso, symbol) of every sample in a perf.data."""
+    p = subprocess.run(["perf", "script", "-i", data, "-F", "time,ip,sym,dso", "--ns"], capture_output=True, text=True)
+    if p.returncode != 0:
+        raise SystemExit(f"perf script -i {data} failed:\n{p.stderr[-2000:]}")
+    out = []
+    for line in p.stdout.splitlines():
+        head, _, rest = line.strip().partition(":")
+        try:
+            t = float(head)
+        except ValueError:
+            continue
+        rest = rest.strip()
+        sym, dso = rest, "[unknown]"
+        if rest.endswith(")") and "(" in rest:
+            i = rest.rfind(" (")
+            sym, dso = rest[:i], rest[i + 2:-1]
+        sym = sym.split(" ", 1)[1] if sym[:1].isalnum() and " " in sym and all(c in "0123456789abcdef" for c in sym.split(" ", 1)[0]) else sym
+        dso = os.path.basename(dso) if dso.startswith("/") and "//anon" not in dso else dso
+        sym = sym.rsplit("+0x", 1)[0]
+        out.append((t, perf_category(dso, sym, kidbench_dsos), dso, sym))
+    return out
+
+
+def perf_split_side(samples, windows, freq):
+    """{phase: {category: ms per region}}, {phase: wall ms per region}, top symbols per category."""
+    per, walls, syms = {}, {}, {}
+    for phase, ws in windows.items():
+        ws = sorted(ws)
+        counts = {}
+        for t, cat, dso, sym in samples:
+            if any(a <= t < b for a, b in ws):
+                counts[cat] = counts.get(cat, 0) + 1
+                key = (cat, f"{sym} ({dso})")
+                syms[phase, key] = syms.get((phase, key), 0) + 1
+        per[phase] = {c: n * 1e3 / freq / len(ws) for c, n in counts.items()}
+        walls[phase] = sum(b - a for a, b in ws) * 1e3 / len(ws)
+    return per, walls, syms
+
+
+def cmd_perf_split(a):
+    """perf record each side of each case (one run each, threads as given); split each timed region's
+    CPU time into categories; print a table per case with kidbench's and transformers' ms per region."""
+    import shutil
+
+    if shutil.which("perf") is None:
+        raise SystemExit("perf-split: no `perf` on PATH (Debian: apt-get install linux-perf)")
+    work = a.work
+    inputs = os.path.join(work, "inputs.json")
+    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads))
+    kb_dsos = [os.path.basename(a.kidbench), "libkidbench"]
+    report = []
+    for c in a.cases.split(","):
+        kind, _, rest = c.partition(":")
+        m, _, teacher = rest.partition("+")
+        folder = lambda x: x if os.path.isabs(x) else os.path.join(work, x)
+        if kind == "generate":
+            common = ["--model", folder(m), "--inputs", inputs, "--threads", str(a.threads), "--reps", str(a.reps)]
+            cmds = {"kidbench": [a.kidbench, "generate", *common], "transformers": [sys.executable, __file__, "hf-generate", *common]}
+        else:
+            extra = ["--teacher", folder(teacher)] if teacher else []
+            common = ["--method", kind, "--student", folder(m), *extra, "--inputs", inputs, "--threads", str(a.threads), "--steps", str(a.steps), "--warmup", "2"]
+            cmds = {"kidbench": [a.kidbench, "train", *common, "--plugin-dir", a.plugin_dir], "transformers": [sys.executable, __file__, "hf-train", *common]}
+        sides = {}
+        for side, cmd in cmds.items():
+            data = os.path.join(work, f"perf-{kind}-{m}-{side}.data")
+            res = run_json(["perf", "record", "-q", "-k", "CLOCK_MONOTONIC", "-F", str(a.freq), "-o", data, "--", *cmd], env)
+            samples = perf_samples(data, kb_dsos)
+            sides[side] = (*perf_split_side(samples, perf_windows(res), a.freq), res)
+            print(f"{c} {side}: {len(samples)} samples", file=sys.stderr)
+        report.append((c, sides))
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump([{"case": c, **{s: {"ms": v[0], "wall_ms": v[1]} for s, v in sd.items()}} for c, sd in report], f, indent=1)
+    cats = [n for n, _ in PERF_CATEGORIES] + [KIDBENCH_CODE, "other (libc, loader, ...)"]
+    kernel_cats = cats[:2]
+    for c, sides in report:
+        phases = list(sides["kidbench"][0])
+        if set(phases) == {"prefill", "generate"}:
+            for s in sides.values():  # decode = generate - prefill, category by category
+                gen, pre = s[0]["generate"], s[0]["prefill"]
+                s[0]["decode"] = {k: gen.get(k, 0) - pre.get(k, 0) for k in set(gen) | set(pre)}
+                s[1]["decode"] = s[1]["generate"] - s[1]["prefill"]
+            phases = ["prefill", "decode", "generate"]
+        for ph in phases:
+            kb, hf = sides["kidbench"], sides["transformers"]
+            print(f"\n{c}, {ph} ({a.threads} thread{'s' if a.threads > 1 else ''}; CPU ms per region from perf samples at {a.freq} Hz)\n")
+            print("| where | kidbench | transformers |\n|---|---|---|")
+            for k in cats:
+                x, y = kb[0][ph].get(k, 0), hf[0][ph].get(k, 0)
+                if abs(x) >= 0.05 or abs(y) >= 0.05:
+                    print(f"| {k} | {x:.1f} | {y:.1f} |")
+            tk, th = sum(kb[0][ph].values()), sum(hf[0][ph].values())
+            fk = sum(kb[0][ph].get(k, 0) for k in kernel_cats)
+            fh = sum(hf[0][ph].get(k, 0) for k in kernel_cats)
+            print(f"| **all samples** | **{tk:.1f}** | **{th:.1f}** |")
+            print(f"| wall time of the region | {kb[1][ph]:.1f} | {hf[1][ph]:.1f} |")
+            print(f"| kernels (GEMM + ATen) share | {100 * fk / tk:.0f} % | {100 * fh / th:.0f} % |")
+            if ph == "step":  # the clip + AdamW part of a step, by each side's own timers
+                rk, rh = kb[3], hf[3]
+                ok = rk["timings"]["optimizer"] * 1e3 / (len(rk["step_s"]) + 2)  # 2 warm-up steps
+                oh = median(rh["optimizer_s"]) * 1e3
+                print(f"| of which clip + AdamW (timers; kidbench: mean over all steps) | {ok:.1f} | {oh:.1f} |")
+            print(f"\nkidbench/transformers: measured {th / tk:.2f}x; if kidbench spent nothing outside the kernels: "
+                  f"{th / fk:.2f}x (transformers' total over kidbench's kernel time)")
+            if a.top:
+                for side, (_, _, syms, _) in sides.items():
+                    ph_key = "generate" if ph == "decode" else ph
+                    top = sorted(((n, k) for (p, k), n in syms.items() if p == ph_key), reverse=True)[:a.top]
+                    print(f"\n{side}, top symbols ({ph_key}, samples):")
+                    for n, (cat, name) in top:
+                        print(f"  {n:6d}  [{cat[:20]}]  {name[:150]}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -372,6 +540,17 @@ def main():
     s.add_argument("--threads", type=int, default=1)
     s.add_argument("--steps", type=int, default=5)
     s.add_argument("--warmup", type=int, default=2)
+    s = sub.add_parser("perf-split")
+    s.add_argument("--work", required=True)
+    s.add_argument("--kidbench", required=True, help="the side_by_side bench executable")
+    s.add_argument("--plugin-dir", required=True, help="folder holding the kid plugin library")
+    s.add_argument("--cases", default="generate:tiny-m,sft:tiny-m")
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--reps", type=int, default=3)
+    s.add_argument("--steps", type=int, default=5)
+    s.add_argument("--freq", type=int, default=4000, help="perf sampling frequency (Hz)")
+    s.add_argument("--top", type=int, default=0, help="also print the N most sampled symbols")
+    s.add_argument("--json", help="write the split here too")
     s = sub.add_parser("table")
     s.add_argument("results")
     s = sub.add_parser("compare")
@@ -388,7 +567,7 @@ def main():
     if a.cmd == "table":
         print(table(json.load(open(a.results))))
         return
-    {"prepare": cmd_prepare, "hf-generate": cmd_hf_generate, "hf-profile": cmd_hf_profile, "hf-train": cmd_hf_train, "compare": cmd_compare}[a.cmd](a)
+    {"prepare": cmd_prepare, "hf-generate": cmd_hf_generate, "hf-profile": cmd_hf_profile, "hf-train": cmd_hf_train, "compare": cmd_compare, "perf-split": cmd_perf_split}[a.cmd](a)
 
 
 if __name__ == "__main__":

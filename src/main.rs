@@ -87,6 +87,8 @@ fn main() -> anyhow::Result<()> {
     // Before ANY tch call: CUDA registers only if libtorch_cuda.so is loaded first (it is found
     // through LD_LIBRARY_PATH on a CUDA machine; absent here, and then we run on CPU).
     let cuda_loaded = kidbench_model::load_cuda_runtime();
+    // Before tensors are allocated: freed tensor memory stays in the heap (see tune_allocator).
+    kidbench_model::tune_allocator();
     let cli = Cli::parse();
     match run(&cli, cuda_loaded) {
         Err(e) if kidbench_train::interrupt::is_interrupt(&e) => {

@@ -22,7 +22,7 @@ mod safetensors_io;
 pub mod subset;
 
 pub use checkpoint::{default_kind, load, load_config, load_weights, save, LoadedModel};
-pub use device::{best_device, load_cuda_runtime, Dtype};
+pub use device::{best_device, load_cuda_runtime, tune_allocator, AllocatorTuning, Dtype};
 pub use error::{ModelError, Result};
 pub use generate::{
     choose_tokens, generate, generate_from_prompts, left_pad, GenerationConfig, GenerationOutput,

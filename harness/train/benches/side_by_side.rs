@@ -17,6 +17,10 @@
 //! `--device cuda` (after loading libtorch_cuda.so from LD_LIBRARY_PATH, as `kidbench` does)
 //! runs either on the GPU in bf16 (`scripts/gpu-check.sh`); the default is the CPU in fp32.
 //!
+//! Every timed region is also reported as a `[start, end]` pair on CLOCK_MONOTONIC (`*_at`,
+//! seconds), the clock `perf record -k CLOCK_MONOTONIC` stamps its samples with, so that
+//! `bench-hf.py perf-split` can attribute samples to prefill, generate and training steps.
+//!
 //! Run through `scripts/bench-hf.sh` (which builds it with `cargo bench --no-run`).
 
 use std::path::PathBuf;
@@ -60,6 +64,30 @@ fn device(a: &Args) -> anyhow::Result<Device> {
     kidbench_train::lm::parse_device(a.get("--device").unwrap_or("cpu"))
 }
 
+#[repr(C)]
+struct Timespec {
+    tv_sec: i64,
+    tv_nsec: i64,
+}
+
+extern "C" {
+    fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
+}
+
+/// CLOCK_MONOTONIC in seconds (Linux's clock id 1), as perf's `-k CLOCK_MONOTONIC` stamps samples.
+fn mono() -> f64 {
+    let mut ts = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec of the C layout (x86_64/aarch64 Linux).
+    let rc = unsafe { clock_gettime(1, &mut ts) };
+    if rc != 0 {
+        return f64::NAN;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
 /// Waits for queued GPU work, so that a timer read after it measures the work.
 fn sync(d: Device) {
     if let Device::Cuda(i) = d {
@@ -101,6 +129,7 @@ fn generate(a: &Args) -> anyhow::Result<Value> {
     let mut first = Vec::new();
     for r in 0..=reps {
         // the first round is a warm-up
+        let m0 = mono();
         let t0 = Instant::now();
         {
             let _g = tch::no_grad_guard();
@@ -111,9 +140,11 @@ fn generate(a: &Args) -> anyhow::Result<Value> {
             sync(dev);
         }
         let prefill = t0.elapsed().as_secs_f64();
+        let m1 = mono();
         let t1 = Instant::now();
         let out = generate_from_prompts(model, &prompts, &cfg)?;
         let total = t1.elapsed().as_secs_f64();
+        let m2 = mono();
         if out
             .tokens
             .iter()
@@ -126,7 +157,8 @@ fn generate(a: &Args) -> anyhow::Result<Value> {
         }
         first = out.tokens[0].iter().take(8).copied().collect();
         if r > 0 {
-            runs.push(json!({"prefill_s": prefill, "generate_s": total}));
+            runs.push(json!({"prefill_s": prefill, "generate_s": total,
+                "prefill_at": [m0, m1], "generate_at": [m1, m2]}));
         }
     }
     Ok(
@@ -191,6 +223,7 @@ fn train(a: &Args) -> anyhow::Result<Value> {
         ..TrainConfig::default()
     };
     let mut stamps = vec![Instant::now()];
+    let mut monos = vec![mono()];
     let teacher_ref = teacher.as_ref().map(|t| &t.model as &dyn CausalLm);
     let report = train_with_hook(
         &student.vs,
@@ -206,6 +239,7 @@ fn train(a: &Args) -> anyhow::Result<Value> {
         },
         &mut |_| {
             stamps.push(Instant::now());
+            monos.push(mono());
             Ok(())
         },
     )?;
@@ -214,13 +248,18 @@ fn train(a: &Args) -> anyhow::Result<Value> {
         .map(|w| (w[1] - w[0]).as_secs_f64())
         .skip(warmup)
         .collect();
+    let step_at: Vec<[f64; 2]> = monos
+        .windows(2)
+        .map(|w| [w[0], w[1]])
+        .skip(warmup)
+        .collect();
     let tokens_per_step: usize = data.iter().map(|e| e.input_ids.len()).sum();
     Ok(json!({
         "side": "kidbench", "case": format!("train-{method_name}"),
         "threads": tch::get_num_threads(), "device": format!("{dev:?}"),
         "kind": format!("{:?}", student.model.kind()),
         "parameters": student.model.named_parameters().iter().map(|(_, t)| t.numel()).sum::<usize>(),
-        "step_s": times, "tokens_per_step": tokens_per_step,
+        "step_s": times, "step_at": step_at, "tokens_per_step": tokens_per_step,
         "final_loss": report.final_loss, "timings": report.timings,
     }))
 }
@@ -228,17 +267,20 @@ fn train(a: &Args) -> anyhow::Result<Value> {
 fn main() -> anyhow::Result<()> {
     // Before any tch call, as in kidbench's main: CUDA registers only if libtorch_cuda is loaded.
     kidbench_model::load_cuda_runtime();
+    // As kidbench's main does (KIDBENCH_MALLOC=default measures glibc's defaults).
+    let allocator = kidbench_model::tune_allocator();
     let argv: Vec<String> = std::env::args().skip(1).collect();
     // `cargo bench` appends `--bench`; ignore it.
     let argv: Vec<String> = argv.into_iter().filter(|a| a != "--bench").collect();
     let a = Args(argv);
     let threads = a.num("--threads", 1)?;
     tch::set_num_threads(threads as i32);
-    let out = match a.0.first().map(String::as_str) {
+    let mut out = match a.0.first().map(String::as_str) {
         Some("generate") => generate(&a)?,
         Some("train") => train(&a)?,
         _ => bail!("usage: side_by_side generate|train ... (see the file's header)"),
     };
+    out["allocator"] = json!(format!("{allocator:?}"));
     println!("{out}");
     Ok(())
 }
