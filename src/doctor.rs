@@ -63,17 +63,8 @@ pub fn run(args: &DoctorArgs, cuda_loaded: bool) -> Result<()> {
         gpu_name().map(|n| format!(", {n}")).unwrap_or_default()
     );
     println!("CPU threads for libtorch: {}", tch::get_num_threads());
-    // main has already tuned it; a second call only reports (the same settings, or the reason).
-    println!(
-        "allocator: {}",
-        match kidbench_model::tune_allocator() {
-            kidbench_model::AllocatorTuning::Applied =>
-                "glibc heap keeps freed memory (trim 2 GiB, mmap threshold 32 MiB; KIDBENCH_MALLOC=default for glibc's defaults)",
-            kidbench_model::AllocatorTuning::LeftToUser =>
-                "glibc defaults or the user's (a glibc.malloc tunable, MALLOC_*_ or KIDBENCH_MALLOC=default is set)",
-            kidbench_model::AllocatorTuning::Unavailable => "the platform's defaults (not glibc)",
-        }
-    );
+    // main has tuned it already: this returns what that call did.
+    println!("allocator: {}", kidbench_model::tune_allocator());
     let machine = kidbench_results::Machine::this(tch::get_num_threads().max(1) as usize, "cpu");
     println!(
         "CPU: {} [{}]; kernel settings: {} (runs record this; the same seed on another CPU or thread count can train another model)",

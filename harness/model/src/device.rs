@@ -36,6 +36,24 @@ pub enum AllocatorTuning {
     Unavailable,
 }
 
+impl std::fmt::Display for AllocatorTuning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AllocatorTuning::Applied => {
+                "glibc's heap keeps freed memory (trim threshold 2 GiB, top pad 64 MiB, mmap \
+                 threshold 32 MiB; KIDBENCH_MALLOC=default for glibc's defaults)"
+            }
+            AllocatorTuning::LeftToUser => {
+                "glibc's defaults or the user's (a glibc.malloc tunable, MALLOC_*_ or \
+                 KIDBENCH_MALLOC=default is set)"
+            }
+            AllocatorTuning::Unavailable => {
+                "the platform's defaults (not glibc, or glibc refused a setting)"
+            }
+        })
+    }
+}
+
 /// Keeps freed tensor memory in the process instead of handing it back to the kernel.
 ///
 /// libtorch's CPU allocator is `malloc`. With glibc's defaults every training step frees its
@@ -44,12 +62,17 @@ pub enum AllocatorTuning {
 /// `bench-hf.py perf-split` measured 18 % of a tiny-m SFT step and 29 % of a KID step in
 /// allocation, page faults and the kernel's page clearing (docs/PERFORMANCE.md). Raising the
 /// trim and mmap thresholds makes the heap reuse that memory; the price is that the resident
-/// size stays at its peak. Call it first thing in `main`, before tensors are allocated.
+/// size stays at its peak. Call it first thing in `main`, before tensors are allocated; later
+/// calls only return what the first one did.
 pub fn tune_allocator() -> AllocatorTuning {
-    if left_to_user(|k| std::env::var(k).ok()) {
-        return AllocatorTuning::LeftToUser;
-    }
-    glibc_tuning()
+    static DONE: std::sync::OnceLock<AllocatorTuning> = std::sync::OnceLock::new();
+    *DONE.get_or_init(|| {
+        if left_to_user(|k| std::env::var(k).ok()) {
+            AllocatorTuning::LeftToUser
+        } else {
+            glibc_tuning()
+        }
+    })
 }
 
 /// Whether the environment (`var`) already says how glibc's allocator should behave.
