@@ -36,6 +36,7 @@ import argparse
 import json
 import math
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -130,6 +131,11 @@ def left_pad(torch, prompts):
     return ids, mask
 
 
+def mono():
+    """CLOCK_MONOTONIC seconds: every timed region's clock, and the one perf-split's samples carry."""
+    return time.clock_gettime(time.CLOCK_MONOTONIC)
+
+
 def cmd_hf_generate(a):
     torch = setup_threads(a.threads)
     model = load_model(a.model).eval()
@@ -148,20 +154,17 @@ def cmd_hf_generate(a):
     runs = []
     with torch.inference_mode():
         for r in range(a.reps + 1):  # the first is a warm-up
-            m0 = time.clock_gettime(time.CLOCK_MONOTONIC)
-            t0 = time.perf_counter()
+            t0 = mono()
             out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
             out.logits.argmax(-1)
-            t1 = time.perf_counter()
+            t1 = mono()
             del out
-            m1 = time.clock_gettime(time.CLOCK_MONOTONIC)
-            t2 = time.perf_counter()
+            t2 = mono()
             gen = model.generate(input_ids=ids, attention_mask=mask, generation_config=gc)
-            t3 = time.perf_counter()
-            m2 = time.clock_gettime(time.CLOCK_MONOTONIC)
+            t3 = mono()
             assert gen.shape == (BATCH, ids.shape[1] + NEW_TOKENS), gen.shape
             if r > 0:
-                runs.append({"prefill_s": t1 - t0, "generate_s": t3 - t2, "prefill_at": [m0, m1], "generate_at": [m1, m2]})
+                runs.append({"prefill_s": t1 - t0, "generate_s": t3 - t2, "prefill_at": [t0, t1], "generate_at": [t2, t3]})
     first = gen[0, ids.shape[1]:ids.shape[1] + 8].tolist()
     print(json.dumps({"side": "transformers", "case": "generate", "threads": a.threads, "runs": runs, "first_tokens": first}))
 
@@ -227,8 +230,7 @@ def cmd_hf_train(a):
     gen = torch.Generator().manual_seed(0)
     times, losses, at, opt_times = [], [], [], []
     for step in range(a.warmup + a.steps):
-        m0 = time.clock_gettime(time.CLOCK_MONOTONIC)
-        t0 = time.perf_counter()
+        t0 = mono()
         if a.method == "sft":
             logits = student(input_ids=ids, attention_mask=mask).logits
             loss = F.cross_entropy(logits[target], labels[target], reduction="sum") / n
@@ -257,17 +259,17 @@ def cmd_hf_train(a):
             mle = F.cross_entropy(s_logits[target], labels[target], reduction="sum")
             loss = (rkl + mle) / n
         loss.backward()
-        to = time.perf_counter()
+        to = mono()
         torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        t_opt = time.perf_counter() - to
+        t_opt = mono() - to
         losses.append(loss.item())
-        t1 = time.perf_counter()
+        t1 = mono()
         if step >= a.warmup:
             times.append(t1 - t0)
             opt_times.append(t_opt)
-            at.append([m0, time.clock_gettime(time.CLOCK_MONOTONIC)])
+            at.append([t0, t1])
     tokens = int(mask.sum())
     print(json.dumps({"side": "transformers", "case": f"train-{a.method}", "threads": a.threads, "step_s": times, "step_at": at, "optimizer_s": opt_times, "tokens_per_step": tokens, "losses": losses}))
 
@@ -296,11 +298,13 @@ def summarize(res):
     return {"step_s": median(res["step_s"])}
 
 
-def cmd_compare(a):
-    work = a.work
-    inputs = os.path.join(work, "inputs.json")
+WARMUP_STEPS = 2  # training steps run before the timed ones, on both sides
+
+
+def parse_cases(spec):
+    """(kind, model, teacher or None) of each comma-separated case."""
     cases = []
-    for c in a.cases.split(","):
+    for c in spec.split(","):
         kind, _, rest = c.partition(":")
         if kind == "generate":
             cases.append(("generate", rest, None))
@@ -309,23 +313,32 @@ def cmd_compare(a):
             cases.append((kind, student, teacher or None))
         else:
             raise SystemExit(f"unknown case {c!r} (generate:MODEL, sft:MODEL, kid:STUDENT+TEACHER)")
+    return cases
 
-    def folder(m):
-        return m if os.path.isabs(m) else os.path.join(work, m)
 
+def side_commands(a, kind, m, teacher, threads, reps):
+    """{"kidbench": argv, "transformers": argv} of one case (a: --work, --kidbench, --plugin-dir, --steps)."""
+    inputs = os.path.join(a.work, "inputs.json")
+    folder = lambda x: x if os.path.isabs(x) else os.path.join(a.work, x)
+    if kind == "generate":
+        common = ["--model", folder(m), "--inputs", inputs, "--threads", str(threads), "--reps", str(reps)]
+        return {"kidbench": [a.kidbench, "generate", *common], "transformers": [sys.executable, __file__, "hf-generate", *common]}
+    extra = ["--teacher", folder(teacher)] if teacher else []
+    common = ["--method", kind, "--student", folder(m), *extra, "--inputs", inputs, "--threads", str(threads),
+              "--steps", str(a.steps), "--warmup", str(WARMUP_STEPS)]
+    return {"kidbench": [a.kidbench, "train", *common, "--plugin-dir", a.plugin_dir], "transformers": [sys.executable, __file__, "hf-train", *common]}
+
+
+def cmd_compare(a):
+    work = a.work
+    cases = parse_cases(a.cases)
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     results = []
     for kind, m, teacher in cases:
         for threads in [int(t) for t in a.threads.split(",")]:
             reps = a.reps_large if "smol" in m else a.reps
-            if kind == "generate":
-                kb = [a.kidbench, "generate", "--model", folder(m), "--inputs", inputs, "--threads", str(threads), "--reps", str(reps)]
-                hf = [sys.executable, __file__, "hf-generate", "--model", folder(m), "--inputs", inputs, "--threads", str(threads), "--reps", str(reps)]
-            else:
-                extra = ["--teacher", folder(teacher)] if teacher else []
-                common = ["--method", kind, "--student", folder(m), *extra, "--inputs", inputs, "--threads", str(threads), "--steps", str(a.steps), "--warmup", "2"]
-                kb = [a.kidbench, "train", *common, "--plugin-dir", a.plugin_dir]
-                hf = [sys.executable, __file__, "hf-train", *common]
+            cmds = side_commands(a, kind, m, teacher, threads, reps)
+            kb, hf = cmds["kidbench"], cmds["transformers"]
             sides = {"kidbench": [], "transformers": []}
             loads = []
             for r in range(a.rounds):
@@ -407,19 +420,14 @@ def perf_samples(data, kidbench_dsos):
     p = subprocess.run(["perf", "script", "-i", data, "-F", "time,ip,sym,dso", "--ns"], capture_output=True, text=True)
     if p.returncode != 0:
         raise SystemExit(f"perf script -i {data} failed:\n{p.stderr[-2000:]}")
+    # "  2383.426849474:      7f72843295bb mkl_blas_def_sgemm_kernel_0_zen (/path/libtorch_cpu.so)"
+    line_re = re.compile(r"^\s*(\d+\.\d+):\s+[0-9a-f]+\s+(.*?)(?:\s+\(([^()]*)\))?$")
     out = []
     for line in p.stdout.splitlines():
-        head, _, rest = line.strip().partition(":")
-        try:
-            t = float(head)
-        except ValueError:
+        m = line_re.match(line)
+        if not m:
             continue
-        rest = rest.strip()
-        sym, dso = rest, "[unknown]"
-        if rest.endswith(")") and "(" in rest:
-            i = rest.rfind(" (")
-            sym, dso = rest[:i], rest[i + 2:-1]
-        sym = sym.split(" ", 1)[1] if sym[:1].isalnum() and " " in sym and all(c in "0123456789abcdef" for c in sym.split(" ", 1)[0]) else sym
+        t, sym, dso = float(m[1]), m[2], m[3] or "[unknown]"
         dso = os.path.basename(dso) if dso.startswith("/") and "//anon" not in dso else dso
         sym = sym.rsplit("+0x", 1)[0]
         out.append((t, perf_category(dso, sym, kidbench_dsos), dso, sym))
@@ -449,25 +457,14 @@ def cmd_perf_split(a):
 
     if shutil.which("perf") is None:
         raise SystemExit("perf-split: no `perf` on PATH (Debian: apt-get install linux-perf)")
-    work = a.work
-    inputs = os.path.join(work, "inputs.json")
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads))
     kb_dsos = [os.path.basename(a.kidbench), "libkidbench"]
     report = []
-    for c in a.cases.split(","):
-        kind, _, rest = c.partition(":")
-        m, _, teacher = rest.partition("+")
-        folder = lambda x: x if os.path.isabs(x) else os.path.join(work, x)
-        if kind == "generate":
-            common = ["--model", folder(m), "--inputs", inputs, "--threads", str(a.threads), "--reps", str(a.reps)]
-            cmds = {"kidbench": [a.kidbench, "generate", *common], "transformers": [sys.executable, __file__, "hf-generate", *common]}
-        else:
-            extra = ["--teacher", folder(teacher)] if teacher else []
-            common = ["--method", kind, "--student", folder(m), *extra, "--inputs", inputs, "--threads", str(a.threads), "--steps", str(a.steps), "--warmup", "2"]
-            cmds = {"kidbench": [a.kidbench, "train", *common, "--plugin-dir", a.plugin_dir], "transformers": [sys.executable, __file__, "hf-train", *common]}
+    for kind, m, teacher in parse_cases(a.cases):
+        c = f"{kind}:{m}" + (f"+{teacher}" if teacher else "")
         sides = {}
-        for side, cmd in cmds.items():
-            data = os.path.join(work, f"perf-{kind}-{m}-{side}.data")
+        for side, cmd in side_commands(a, kind, m, teacher, a.threads, a.reps).items():
+            data = os.path.join(a.work, f"perf-{kind}-{m}-{side}.data")
             res = run_json(["perf", "record", "-q", "-k", "CLOCK_MONOTONIC", "-F", str(a.freq), "-o", data, "--", *cmd], env)
             samples = perf_samples(data, kb_dsos)
             sides[side] = (*perf_split_side(samples, perf_windows(res), a.freq), res)
@@ -502,7 +499,7 @@ def cmd_perf_split(a):
             print(f"| kernels (GEMM + ATen) share | {100 * fk / tk:.0f} % | {100 * fh / th:.0f} % |")
             if ph == "step":  # the clip + AdamW part of a step, by each side's own timers
                 rk, rh = kb[3], hf[3]
-                ok = rk["timings"]["optimizer"] * 1e3 / (len(rk["step_s"]) + 2)  # 2 warm-up steps
+                ok = rk["timings"]["optimizer"] * 1e3 / (len(rk["step_s"]) + WARMUP_STEPS)
                 oh = median(rh["optimizer_s"]) * 1e3
                 print(f"| of which clip + AdamW (timers; kidbench: mean over all steps) | {ok:.1f} | {oh:.1f} |")
             print(f"\nkidbench/transformers: measured {th / tk:.2f}x; if kidbench spent nothing outside the kernels: "
